@@ -1,0 +1,53 @@
+# mlops-reactor: every target installs what it needs on a fresh machine (Python 3.11+, node, npm).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+
+.PHONY: help setup test lint typecheck unit demo dev bench clean
+
+help:
+	@echo "make test   - install everything, lint, type-check and run the whole test suite"
+	@echo "make demo   - install everything and run the end-to-end demo (stops by itself)"
+	@echo "make dev    - install everything and run the local stack on http://127.0.0.1:7071 (Ctrl-C stops)"
+	@echo "make bench  - performance figures (cold start, intake)"
+
+setup: $(STAMP_PY) $(STAMP_NODE)
+
+$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# --ignore-scripts: nothing is downloaded or built at install time; Azurite needs no install script.
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+lint: $(STAMP_PY)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP_PY)
+	$(VENV)/bin/mypy .
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest -q
+
+demo: setup
+	$(PY) -m embedded.demo
+
+dev: setup
+	@test -f local.settings.json || cp local.settings.sample.json local.settings.json
+	$(PY) -m embedded.stack
+
+bench: setup
+	$(PY) bench/cold_start.py
+	$(PY) bench/intake.py
+
+clean:
+	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Adapters that implement the ports in ``core/ports.py``; SDKs are imported lazily inside."""

@@ -1,0 +1,172 @@
+"""The ledger: idempotency claims, the audit trail and dead letters, in Table Storage.
+
+Event Grid delivers at least once and out of order, and several host instances may
+receive the same event at the same moment. So before any side effect an event is
+*claimed* with an insert-if-absent: exactly one delivery wins; the others see the claim
+and skip. A claim carries a lease: if the winner dies mid-work, a later delivery takes
+the claim over (ETag-conditional) once the lease has run out.
+
+Tables (prefix from settings):
+    {prefix}events       PK function, RK event key   one claim per event and function
+    {prefix}audit        PK yyyymmdd,  RK time-ordered  every event and decision
+    {prefix}deadletters  PK function, RK event key   raw payload (in a blob) + reason
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from core.errors import ConflictError, PreconditionFailed
+from core.ports import BlobStore, Clock, Entity, StateStore
+
+ClaimState = Literal["won", "duplicate", "in_flight"]
+MAX_DETAIL = 30_000  # characters; a Table property holds at most 64 KiB
+
+
+def event_key(source: str, event_type: str, event_id: str) -> str:
+    """Event Grid ids are unique per source; some producers also reuse ids across types."""
+    text = f"{source.lower()}\n{event_type.lower()}\n{event_id}"
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Claim:
+    function: str
+    key: str
+    state: ClaimState
+    etag: str = ""
+    attempt: int = 1
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    action: str
+    correlation_id: str
+    function: str = ""
+    event_id: str = ""
+    event_type: str = ""
+    model: str = ""
+    version: str = ""
+    actor: str = "system"
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    function: str
+    reason: str
+    field: str
+    event_id: str
+    received_at: str
+    status: str
+    blob: str
+
+
+class Ledger:
+    def __init__(self, store: StateStore, blobs: BlobStore, *, prefix: str, container: str,
+                 clock: Clock, lease_seconds: int) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._container = container
+        self._clock = clock
+        self._lease = timedelta(seconds=lease_seconds)
+        self.events_table = f"{prefix}events"
+        self.audit_table = f"{prefix}audit"
+        self.deadletters_table = f"{prefix}deadletters"
+
+    # -- claims ---------------------------------------------------------------------------
+    def claim(self, function: str, key: str, summary: Mapping[str, str], correlation_id: str) -> Claim:
+        now = self._clock()
+        props = {**summary, "status": "processing", "attempt": 1, "correlation_id": correlation_id,
+                 "received_at": now.isoformat(), "lease_until": (now + self._lease).isoformat()}
+        try:
+            etag = self._store.insert(self.events_table, function, key, props)
+            return Claim(function, key, "won", etag)
+        except ConflictError:
+            return self._contend(function, key, now)
+
+    def _contend(self, function: str, key: str, now: datetime) -> Claim:
+        existing = self._store.get(self.events_table, function, key)
+        if existing is None:  # deleted between our insert and read: treat as still in flight
+            return Claim(function, key, "in_flight")
+        status = str(existing.props.get("status", ""))
+        if status != "processing":
+            return Claim(function, key, "duplicate", status=status)
+        if datetime.fromisoformat(str(existing.props["lease_until"])) > now:
+            return Claim(function, key, "in_flight", status=status)
+        return self._take_over(existing, now)
+
+    def _take_over(self, existing: Entity, now: datetime) -> Claim:
+        attempt = int(existing.props.get("attempt", 1)) + 1
+        props = {"attempt": attempt, "lease_until": (now + self._lease).isoformat()}
+        try:
+            etag = self._store.update(self.events_table, existing.partition, existing.row, props, existing.etag)
+        except PreconditionFailed:
+            return Claim(existing.partition, existing.row, "in_flight")
+        return Claim(existing.partition, existing.row, "won", etag, attempt)
+
+    def finish(self, claim: Claim, status: str, outcome: Mapping[str, Any]) -> bool:
+        """Close a won claim; False if the lease was lost to another delivery meanwhile."""
+        props = {"status": status, "finished_at": self._clock().isoformat(),
+                 "outcome": _clip(json.dumps(outcome, default=str, sort_keys=True))}
+        try:
+            self._store.update(self.events_table, claim.function, claim.key, props, claim.etag)
+        except PreconditionFailed:
+            return False
+        return True
+
+    def event_record(self, function: str, key: str) -> Entity | None:
+        return self._store.get(self.events_table, function, key)
+
+    # -- audit ----------------------------------------------------------------------------
+    def audit(self, record: AuditRecord) -> str:
+        now = self._clock()
+        row = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:12]}"
+        props = {"action": record.action, "correlation_id": record.correlation_id,
+                 "function": record.function, "event_id": record.event_id, "event_type": record.event_type,
+                 "model": record.model, "version": record.version, "actor": record.actor,
+                 "at": now.isoformat(), "detail": _clip(json.dumps(dict(record.detail), default=str))}
+        self._store.insert(self.audit_table, now.strftime("%Y%m%d"), row, props)
+        return row
+
+    def audit_records(self, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        rows = [{**e.props, "id": e.row, "detail": json.loads(str(e.props.get("detail") or "{}"))}
+                for e in self._store.query(self.audit_table, where=where)]
+        return sorted(rows, key=lambda r: str(r["id"]))
+
+    # -- dead letters ---------------------------------------------------------------------
+    def dead_letter(self, function: str, raw: bytes, *, reason: str, field_name: str,
+                    key: str = "", event_id: str = "") -> tuple[str, bool]:
+        """Keep a rejected payload for replay. Returns (id, created); the same payload twice is one record."""
+        key = key or hashlib.sha256(raw).hexdigest()[:40]
+        blob = f"deadletters/{function}/{key}.json"
+        self._blobs.put(self._container, blob, raw)
+        props = {"function": function, "reason": _clip(reason), "field": field_name, "event_id": event_id,
+                 "received_at": self._clock().isoformat(), "status": "pending", "blob": blob, "size": len(raw)}
+        try:
+            self._store.insert(self.deadletters_table, function, key, props)
+        except ConflictError:
+            return f"{function}/{key}", False
+        return f"{function}/{key}", True
+
+    def dead_letters(self, function: str | None = None) -> Iterator[DeadLetter]:
+        for e in self._store.query(self.deadletters_table, partition=function):
+            p = e.props
+            yield DeadLetter(id=f"{e.partition}/{e.row}", function=e.partition, reason=str(p["reason"]),
+                             field=str(p.get("field", "")), event_id=str(p.get("event_id", "")),
+                             received_at=str(p["received_at"]), status=str(p["status"]), blob=str(p["blob"]))
+
+    def dead_letter_payload(self, letter: DeadLetter) -> bytes:
+        return self._blobs.get(self._container, letter.blob)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "...(truncated)"

@@ -1,0 +1,127 @@
+"""Typed settings, read once from the environment and validated as a whole.
+
+Locally the values come from ``local.settings.json`` (``Values``); in Azure from app
+settings (secrets as Key Vault references). Nothing else in ``core`` reads ``os.environ``.
+Every problem is collected, so one start-up error lists all of them.
+
+``SETTINGS`` below is the catalogue of every setting the app reads; the infrastructure
+consistency tests hold it against ``local.settings.sample.json`` and the Bicep.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from core.errors import SettingsError
+
+T = TypeVar("T")
+
+# name -> one-line description; the single list of app settings.
+SETTINGS: dict[str, str] = {
+    "REACTOR_STORAGE_CONNECTION": "Storage connection string for the ledger and blobs "
+    "(UseDevelopmentStorage=true locally). Leave empty in Azure to use REACTOR_STORAGE_ACCOUNT.",
+    "REACTOR_STORAGE_ACCOUNT": "Storage account name, reached with the app's managed identity "
+    "when no connection string is set.",
+    "REACTOR_TABLE_PREFIX": "Prefix of the ledger tables and internal containers (letters and digits).",
+    "REACTOR_STORAGE_EVENT_SOURCES": "Comma-separated storage account topics accepted for blob events; "
+    "'*' matches any run of characters.",
+    "REACTOR_ML_EVENT_SOURCES": "Comma-separated Azure ML workspace topics accepted for ML events; "
+    "'*' matches any run of characters.",
+    "REACTOR_DATA_CONTAINER": "Blob container where new training data lands.",
+    "REACTOR_CLAIM_LEASE_SECONDS": "How long an event claim protects in-flight work before another "
+    "delivery may take it over (a crashed instance's claim expires).",
+    "REACTOR_LOG_LEVEL": "Log level: DEBUG, INFO, WARNING or ERROR.",
+}
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")
+_CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class _Reader:
+    """Reads typed values from an environment mapping and collects every problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str, default: str = "") -> str:
+        assert name in SETTINGS, f"setting {name} is not in the catalogue"
+        return self.env.get(name, default).strip()
+
+    def text(self, name: str, default: str, pattern: re.Pattern[str] | None = None) -> str:
+        value = self.raw(name, default)
+        if pattern is not None and not pattern.match(value):
+            self.problems.append(f"{name}={value!r} is not valid (expected {pattern.pattern})")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        return self._convert(name, default, int, lambda v: minimum <= v <= maximum,
+                             f"an integer from {minimum} to {maximum}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name, default).upper()
+        if value not in choices:
+            self.problems.append(f"{name}={value!r} must be one of {', '.join(choices)}")
+        return value
+
+    def csv(self, name: str, required: bool) -> tuple[str, ...]:
+        items = tuple(p.strip() for p in self.raw(name).split(",") if p.strip())
+        if required and not items:
+            self.problems.append(f"{name} is required (a comma-separated list)")
+        return items
+
+    def _convert(self, name: str, default: T, kind: Callable[[str], T],
+                 ok: Callable[[T], bool], expected: str) -> T:
+        raw = self.raw(name)
+        if raw == "":
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not {expected}")
+            return default
+        if not ok(value):
+            self.problems.append(f"{name}={raw!r} is not {expected}")
+            return default
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage_connection: str
+    storage_account: str
+    table_prefix: str
+    storage_event_sources: tuple[str, ...]
+    ml_event_sources: tuple[str, ...]
+    data_container: str
+    claim_lease_seconds: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        r = _Reader(env)
+        settings = cls(
+            storage_connection=r.raw("REACTOR_STORAGE_CONNECTION"),
+            storage_account=r.raw("REACTOR_STORAGE_ACCOUNT"),
+            table_prefix=r.text("REACTOR_TABLE_PREFIX", "reactor", _NAME),
+            storage_event_sources=r.csv("REACTOR_STORAGE_EVENT_SOURCES", required=True),
+            ml_event_sources=r.csv("REACTOR_ML_EVENT_SOURCES", required=True),
+            data_container=r.text("REACTOR_DATA_CONTAINER", "data", _CONTAINER),
+            claim_lease_seconds=r.integer("REACTOR_CLAIM_LEASE_SECONDS", 300, 5, 86_400),
+            log_level=r.choice("REACTOR_LOG_LEVEL", "INFO", _LEVELS),
+        )
+        if bool(settings.storage_connection) == bool(settings.storage_account):
+            r.problems.append("set exactly one of REACTOR_STORAGE_CONNECTION (connection string) "
+                              "and REACTOR_STORAGE_ACCOUNT (account name, managed identity)")
+        if r.problems:
+            raise SettingsError(r.problems)
+        return settings
+
+    @property
+    def internal_container(self) -> str:
+        """Container for the app's own blobs (dead-letter payloads and the like)."""
+        return f"{self.table_prefix.lower()}-internal"

@@ -1,0 +1,112 @@
+"""The embedded default in one process: Azurite (child process), the local Functions host,
+its timers, and the blob watcher that stands in for Storage's Event Grid topic.
+
+    python -m embedded.stack [--port 7071] [--azurite disk|memory|external] [--no-watch]
+
+``make dev`` runs it; Ctrl-C (or SIGTERM) stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from embedded import local_settings
+from embedded.azurite import Azurite
+from embedded.keys import HostKeys
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Stack:
+    port: int = 7071
+    azurite_mode: str = "memory"  # disk | memory | external
+    watch: bool = True
+    timers: bool = True
+    watch_interval: float = 0.5
+    azurite: Azurite | None = None
+    _stoppers: list[object] = field(default_factory=list)
+
+    def start(self) -> Stack:
+        local_settings.apply(local_settings.read_values(local_settings.settings_file()))
+        if self.azurite_mode != "external":
+            # On disk: the well-known ports, so UseDevelopmentStorage=true tools (az, Storage
+            # Explorer) reach it. In memory (tests, demo): free ports, never a clash.
+            self.azurite = (Azurite.default_ports(ROOT / ".azurite") if self.azurite_mode == "disk"
+                            else Azurite.on_free_ports()).start()
+            self._stoppers.append(self.azurite)
+            os.environ["REACTOR_STORAGE_CONNECTION"] = self.azurite.connection_string
+        self._start_host()
+        return self
+
+    def _start_host(self) -> None:
+        import function_app
+        from embedded.delivery import EventGridEmulator
+        from embedded.host import HostServer, LocalHost
+        from embedded.timers import TimerScheduler
+
+        host = LocalHost(function_app.app, HostKeys.from_env(os.environ))
+        self.server = HostServer(host, port=self.port).start()
+        self._stoppers.append(self.server)
+        self.eventgrid = EventGridEmulator(self.server.url)
+        if self.timers:
+            self._stoppers.append(TimerScheduler(host.timers()).start())
+        if self.watch:
+            self._stoppers.append(self._start_watcher())
+
+    def _start_watcher(self) -> object:
+        from azure.storage.blob import BlobServiceClient
+
+        from embedded.blob_events import BlobWatcher
+
+        service = BlobServiceClient.from_connection_string(os.environ["REACTOR_STORAGE_CONNECTION"])
+        return BlobWatcher(service, self.eventgrid.publish, interval=self.watch_interval).start()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stop(self) -> None:
+        while self._stoppers:
+            self._stoppers.pop().stop()  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--azurite", choices=("disk", "memory", "external"), default="disk",
+                        help="disk: under .azurite/ (kept between runs); memory; external: use the "
+                        "REACTOR_STORAGE_CONNECTION already set")
+    parser.add_argument("--no-watch", action="store_true", help="do not publish BlobCreated events")
+    parser.add_argument("--no-timers", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stack = Stack(args.port, args.azurite, not args.no_watch, not args.no_timers)
+    done = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stack.start()
+        storage = "Azurite on loopback" if stack.azurite else "external storage"
+        print(f"mlops-reactor local host listening on {stack.url} ({storage}); Ctrl-C stops", flush=True)
+        done.wait()
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

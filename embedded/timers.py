@@ -1,0 +1,69 @@
+"""Timer triggers on their NCRONTAB schedules (six fields, seconds first), as the host runs them.
+
+One thread; a timer whose previous run has not finished is skipped, not stacked, like the
+Functions host's singleton timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+
+from azure.functions.timer import TimerRequest
+from croniter import croniter
+
+from embedded.function_index import IndexedFunction
+
+_log = logging.getLogger("reactor.host.timers")
+
+
+def next_fire(schedule: str, after: datetime) -> datetime:
+    """Next time an NCRONTAB expression (``sec min hour day month dow``) fires after ``after``."""
+    fields = schedule.split()
+    if len(fields) != 6:
+        raise ValueError(f"NCRONTAB needs 6 fields (seconds first), got {len(fields)}: {schedule!r}")
+    result = croniter(schedule, after, second_at_beginning=True).get_next(datetime)
+    assert isinstance(result, datetime)
+    return result
+
+
+class TimerScheduler:
+    def __init__(self, timers: dict[str, IndexedFunction]) -> None:
+        self._timers = timers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="timers", daemon=True)
+        self.runs: dict[str, int] = dict.fromkeys(timers, 0)
+
+    def start(self) -> TimerScheduler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        now = datetime.now(timezone.utc)
+        due = {name: next_fire(fn.trigger.schedule, now) for name, fn in self._timers.items()}
+        for name, fn in self._timers.items():
+            if getattr(fn.trigger, "run_on_startup", False):
+                self._run(name, past_due=False)
+        while due and not self._stop.is_set():
+            name = min(due, key=due.__getitem__)
+            wait = (due[name] - datetime.now(timezone.utc)).total_seconds()
+            if wait > 0 and self._stop.wait(min(wait, 1.0)):
+                return
+            if wait > 1.0:
+                continue
+            late = (datetime.now(timezone.utc) - due[name]).total_seconds() > 5
+            self._run(name, past_due=late)
+            due[name] = next_fire(self._timers[name].trigger.schedule, datetime.now(timezone.utc))
+
+    def _run(self, name: str, past_due: bool) -> None:
+        fn = self._timers[name]
+        try:
+            fn.call(**{fn.arg_name: TimerRequest(past_due=past_due)})
+            self.runs[name] += 1
+        except Exception:  # the host logs a failed run and keeps the schedule, as Azure does
+            _log.exception("timer %s failed", name)

@@ -1,0 +1,9 @@
+"""The Functions app: builds the FunctionApp and registers one blueprint per concern. Nothing else."""
+
+import azure.functions as func
+
+from functions import events, health
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(events.bp)
+app.register_functions(health.bp)

@@ -1,0 +1,1 @@
+"""Thin handlers: decode the trigger, call one core service, map the result."""

@@ -1,0 +1,114 @@
+"""Shared fixtures: Azurite on free loopback ports (one per test session), settings and
+services bound to it, and the local host as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from core import bootstrap
+from core.settings import Settings
+from embedded.azurite import Azurite, free_port
+from embedded.local_settings import SAMPLE, read_values
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def base_env(connection: str, prefix: str) -> dict[str, str]:
+    env = read_values(SAMPLE)
+    env.update(REACTOR_STORAGE_CONNECTION=connection, REACTOR_TABLE_PREFIX=prefix)
+    return env
+
+
+def unique_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    server = Azurite.on_free_ports().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(azurite: Azurite) -> dict[str, str]:
+    """Sample settings pointed at the session's Azurite, with tables of this test's own."""
+    return base_env(azurite.connection_string, unique_prefix())
+
+
+@pytest.fixture
+def services(env: dict[str, str]) -> Iterator[bootstrap.Services]:
+    built = bootstrap.build(Settings.from_env(env))
+    bootstrap.install(built)
+    yield built
+    bootstrap.install(None)
+
+
+class HostProcess:
+    """``python -m embedded.stack`` against the session's Azurite, as ``make dev`` runs it."""
+
+    def __init__(self, env: dict[str, str], watch: bool = False) -> None:
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "embedded.stack", "--azurite", "external", "--port", str(self.port)]
+        if not watch:
+            args.append("--no-watch")
+        self.log = ROOT / ".pytest_cache" / f"host-{self.port}.log"
+        self.log.parent.mkdir(exist_ok=True)
+        self._out = self.log.open("wb")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=self._out,
+                                     stderr=subprocess.STDOUT)
+        self._wait()
+
+    def _wait(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"host exited: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{self.url}/admin/host/ping", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise TimeoutError("the local host did not start")
+
+    def logs(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+
+
+@pytest.fixture(scope="module")
+def host_env(azurite: Azurite) -> dict[str, str]:
+    return base_env(azurite.connection_string, unique_prefix())
+
+
+@pytest.fixture(scope="module")
+def host(host_env: dict[str, str]) -> Iterator[HostProcess]:
+    proc = HostProcess(host_env)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def host_services(host_env: dict[str, str]) -> bootstrap.Services:
+    """Services on the same tables as the host process, to read what it recorded."""
+    return bootstrap.build(Settings.from_env(host_env))

@@ -1,0 +1,132 @@
+"""The Event Grid functions called directly, as the worker calls them, on Azurite."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import azure.functions as func
+import pytest
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
+
+import function_app
+from core.bootstrap import Services
+from core.ledger import event_key
+from tests.payloads import FUNCTION_OF, SAMPLES, sample, to_cloudevent
+
+pytestmark = pytest.mark.integration
+USER_FUNCTIONS = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+
+
+def decoded(raw: dict) -> func.EventGridEvent | func.CloudEvent:
+    """The trigger object exactly as the Python worker decodes it."""
+    return EventGridEventInConverter.decode(meta.Datum(json.dumps(raw), "json"), trigger_metadata={})
+
+
+def record(services: Services, function: str, raw: dict) -> dict | None:
+    source = str(raw.get("topic") or raw.get("source"))
+    kind = str(raw.get("eventType") or raw.get("type"))
+    entity = services.ledger.event_record(function, event_key(source, kind, raw["id"]))
+    return None if entity is None else dict(entity.props)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_each_event_type_is_recorded(services: Services, kind: str, schema: str) -> None:
+    raw = sample(kind)
+    raw = raw if schema == "eventgrid" else to_cloudevent(raw)
+    function = FUNCTION_OF[kind]
+    USER_FUNCTIONS[function](decoded(raw))
+    stored = record(services, function, raw)
+    assert stored is not None and stored["status"] == "done"
+    assert stored["event_id"] == raw["id"]
+    [audit] = services.ledger.audit_records({"event_id": raw["id"]})
+    assert audit["action"] == "event.processed" and audit["function"] == function
+
+
+def test_duplicates_make_one_record(services: Services) -> None:
+    raw = sample("ModelRegistered")
+    for _ in range(3):
+        USER_FUNCTIONS["on_model_registered"](decoded(raw))
+    actions = [a["action"] for a in services.ledger.audit_records({"event_id": raw["id"]})]
+    assert actions.count("event.processed") == 1
+    assert actions.count("event.duplicate") == 2
+
+
+def test_concurrent_deliveries_of_one_event_process_once(services: Services) -> None:
+    raw = sample("BlobCreated")
+    barrier = threading.Barrier(4)
+
+    def deliver() -> None:
+        barrier.wait()
+        USER_FUNCTIONS["on_blob_created"](decoded(raw))
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    actions = [a["action"] for a in services.ledger.audit_records({"event_id": raw["id"]})]
+    assert actions.count("event.processed") == 1
+    assert len(actions) == 4
+
+
+@pytest.mark.parametrize(("mutate", "field"), [
+    (lambda e: e["data"].pop("ModelName"), "data.ModelName"),
+    (lambda e: e["data"].update(ModelVersion={"v": 1}), "data.ModelVersion"),
+    (lambda e: e.update(topic="/subscriptions/x/resourceGroups/y/providers/Contoso.Evil/things/z"), "topic"),
+])
+def test_invalid_events_become_dead_letters(services: Services, mutate, field: str) -> None:
+    raw = sample("ModelRegistered")
+    mutate(raw)
+    USER_FUNCTIONS["on_model_registered"](decoded(raw))
+    letters = [d for d in services.ledger.dead_letters("on_model_registered") if d.event_id == raw["id"]]
+    [letter] = letters
+    assert letter.field == field
+    kept = json.loads(services.ledger.dead_letter_payload(letter))
+    assert kept["id"] == raw["id"] and kept["data"] == raw["data"]
+    assert record(services, "on_model_registered", raw) is None, "a rejected event is not claimed"
+
+
+def test_event_for_another_function_is_dead_lettered(services: Services) -> None:
+    raw = sample("BlobCreated")
+    USER_FUNCTIONS["on_model_registered"](decoded(raw))
+    [letter] = [d for d in services.ledger.dead_letters("on_model_registered") if d.event_id == raw["id"]]
+    assert letter.field == "type" and "not handled by on_model_registered" in letter.reason
+
+
+def test_handler_failure_is_recorded_and_kept(services: Services) -> None:
+    from core.events import DatasetDriftDetected
+
+    def explode(event, ctx):
+        raise RuntimeError("platform unreachable")
+
+    services.intake.handlers[DatasetDriftDetected] = explode
+    raw = sample("DatasetDriftDetected")
+    USER_FUNCTIONS["on_drift_detected"](decoded(raw))  # no exception escapes
+    stored = record(services, "on_drift_detected", raw)
+    assert stored is not None and stored["status"] == "failed"
+    [letter] = [d for d in services.ledger.dead_letters("on_drift_detected") if d.event_id == raw["id"]]
+    assert "platform unreachable" in letter.reason
+
+
+def test_health_reports_reachable_storage(services: Services) -> None:
+    req = func.HttpRequest("GET", "/api/health", body=b"")
+    resp = USER_FUNCTIONS["health"](req)
+    assert resp.status_code == 200
+    assert json.loads(resp.get_body()) == {"status": "healthy", "storage": "reachable"}
+
+
+def test_health_names_bad_settings_without_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import bootstrap
+
+    bootstrap.install(None)
+    monkeypatch.setenv("REACTOR_STORAGE_CONNECTION", "")
+    monkeypatch.setenv("REACTOR_STORAGE_ACCOUNT", "")
+    monkeypatch.setenv("REACTOR_STORAGE_EVENT_SOURCES", "x")
+    monkeypatch.setenv("REACTOR_ML_EVENT_SOURCES", "x")
+    resp = USER_FUNCTIONS["health"](func.HttpRequest("GET", "/api/health", body=b""))
+    assert resp.status_code == 503
+    assert "REACTOR_STORAGE_CONNECTION" in json.loads(resp.get_body())["settings"][0]
+    bootstrap.install(None)

@@ -1,0 +1,77 @@
+"""The local host's own machinery, on a small app of the test's: routes, keys, timers."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import azure.functions as func
+import pytest
+import requests
+
+from embedded.host import HostServer, LocalHost
+from embedded.keys import HostKeys
+from embedded.timers import TimerScheduler, next_fire
+
+KEYS = HostKeys("master-k", {"default": "fn-k", "ops": "ops-k"})
+
+
+def build_app(ticks: list[str]) -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+    @app.function_name("item")
+    @app.route(route="items/{id}", methods=["GET"])
+    def item(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(req.route_params["id"], status_code=200)
+
+    @app.function_name("tick")
+    @app.timer_trigger(schedule="*/1 * * * * *", arg_name="timer", run_on_startup=False)
+    def tick(timer: func.TimerRequest) -> None:
+        ticks.append("tick")
+
+    return app
+
+
+@pytest.fixture
+def served():
+    ticks: list[str] = []
+    host = LocalHost(build_app(ticks), KEYS)
+    server = HostServer(host, port=0).start()
+    yield server, host, ticks
+    server.stop()
+
+
+def test_function_auth_level_needs_a_key(served) -> None:
+    server, _, _ = served
+    assert requests.get(f"{server.url}/api/items/7", timeout=5).status_code == 401
+    assert requests.get(f"{server.url}/api/items/7", params={"code": "wrong"}, timeout=5).status_code == 401
+    ok = requests.get(f"{server.url}/api/items/7", headers={"x-functions-key": "ops-k"}, timeout=5)
+    assert (ok.status_code, ok.text) == (200, "7")
+
+
+def test_timer_runs_on_schedule_and_by_hand(served) -> None:
+    server, host, _ = served
+    scheduler = TimerScheduler(host.timers()).start()
+    try:
+        time.sleep(2.5)
+        assert scheduler.runs["tick"] >= 1
+    finally:
+        scheduler.stop()
+    before = len(served[2])
+    resp = requests.post(f"{server.url}/admin/functions/tick", headers={"x-functions-key": "master-k"}, timeout=5)
+    assert resp.status_code == 202 and len(served[2]) == before + 1
+
+
+def test_ncrontab_has_seconds_first() -> None:
+    start = datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone.utc)
+    assert next_fire("30 */5 * * * *", start) == datetime(2026, 1, 1, 0, 0, 30, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="6 fields"):
+        next_fire("*/5 * * * *", start)
+
+
+def test_function_keys_parse_and_identify() -> None:
+    keys = HostKeys.from_env({"LOCAL_MASTER_KEY": "m", "LOCAL_FUNCTION_KEYS": "a:1, b:2"})
+    assert (keys.identify("m"), keys.identify("2"), keys.identify("3")) == ("master", "b", None)
+    assert keys.allows("function", "1") and not keys.allows("admin", "1")
+    with pytest.raises(ValueError):
+        HostKeys.from_env({"LOCAL_MASTER_KEY": "m", "LOCAL_FUNCTION_KEYS": "broken"})
