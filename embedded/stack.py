@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from core.errors import SettingsError
+from core.settings import Settings
 from embedded import local_settings
 from embedded.azurite import Azurite
 from embedded.keys import HostKeys
@@ -37,6 +39,7 @@ class Stack:
 
     def start(self) -> Stack:
         local_settings.apply(local_settings.read_values(local_settings.settings_file()))
+        Settings.from_env(os.environ)  # fail fast, every problem listed, before anything starts
         if self.azurite_mode != "external":
             # On disk: the well-known ports, so UseDevelopmentStorage=true tools (az, Storage
             # Explorer) reach it. In memory (tests, demo): free ports, never a clash.
@@ -98,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        stack.start()
+        try:
+            stack.start()
+        except (SettingsError, ValueError) as err:
+            print(f"cannot start: {err}", file=sys.stderr)
+            return 2
         storage = "Azurite on loopback" if stack.azurite else "external storage"
         print(f"mlops-reactor local host listening on {stack.url} ({storage}); Ctrl-C stops", flush=True)
         done.wait()

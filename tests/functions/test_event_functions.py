@@ -130,3 +130,19 @@ def test_health_names_bad_settings_without_values(monkeypatch: pytest.MonkeyPatc
     assert resp.status_code == 503
     assert "REACTOR_STORAGE_CONNECTION" in json.loads(resp.get_body())["settings"][0]
     bootstrap.install(None)
+
+
+def test_three_deliveries_one_side_effect(services: Services) -> None:
+    from core.events import ModelRegistered
+
+    effects: list[str] = []
+
+    def act(event, ctx):
+        effects.append(event.id)
+        return {"action": "counted"}
+
+    services.intake.handlers[ModelRegistered] = act
+    raw = sample("ModelRegistered")
+    for _ in range(3):
+        USER_FUNCTIONS["on_model_registered"](decoded(raw))
+    assert effects == [raw["id"]]
