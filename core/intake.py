@@ -84,7 +84,7 @@ class Intake:
         self._sources = sources
         self.handlers: dict[type[Event], EventHandler] = dict(handlers or {})
 
-    def receive(self, function: str, raw: Mapping[str, Any]) -> Receipt:
+    def receive(self, function: str, raw: Mapping[str, Any], *, replay: bool = False) -> Receipt:
         if function not in FUNCTION_EVENTS:
             raise ValueError(f"{function} is not an Event Grid function of this app")
         try:
@@ -93,10 +93,25 @@ class Intake:
             return self._reject(function, raw, err)
         correlation_id = _correlation_id(event)
         key = event_key(event.source, event.type, event.id)
-        claim = self._ledger.claim(function, key, event.summary(), correlation_id)
+        claim = self._ledger.claim(function, key, event.summary(), correlation_id, retry_failed=replay)
         if claim.state != "won":
             return self._skip(function, event, claim, correlation_id)
         return self._run(function, raw, event, claim, correlation_id)
+
+    def replay(self, letter_id: str, actor: str) -> Receipt:
+        """Run a dead-lettered payload through its function again (once fixed, or after a
+        transient failure). Replaying twice processes it once: the claim sees to that."""
+        letter = self._ledger.get_dead_letter(letter_id)
+        if letter is None:
+            raise KeyError(f"no dead letter {letter_id!r}")
+        raw = json.loads(self._ledger.dead_letter_payload(letter))
+        receipt = self.receive(letter.function, raw, replay=True)
+        if receipt.status in ("processed", "duplicate"):
+            self._ledger.mark_dead_letter(letter_id, "replayed", {"receipt": receipt.status, "by": actor})
+        self._ledger.audit(AuditRecord("deadletter.replayed", receipt.correlation_id or letter_id,
+                                       function=letter.function, event_id=letter.event_id, actor=actor,
+                                       detail={"dead_letter": letter_id, "result": receipt.status}))
+        return receipt
 
     def _validate(self, function: str, raw: Mapping[str, Any]) -> Event:
         event = parse_event(raw)

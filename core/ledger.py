@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -83,7 +83,9 @@ class Ledger:
         self.deadletters_table = f"{prefix}deadletters"
 
     # -- claims ---------------------------------------------------------------------------
-    def claim(self, function: str, key: str, summary: Mapping[str, str], correlation_id: str) -> Claim:
+    def claim(self, function: str, key: str, summary: Mapping[str, str], correlation_id: str,
+              *, retry_failed: bool = False) -> Claim:
+        """Claim an event for this function; ``retry_failed`` (a replay) may take over a failed claim."""
         now = self._clock()
         props = {**summary, "status": "processing", "attempt": 1, "correlation_id": correlation_id,
                  "received_at": now.isoformat(), "lease_until": (now + self._lease).isoformat()}
@@ -91,13 +93,15 @@ class Ledger:
             etag = self._store.insert(self.events_table, function, key, props)
             return Claim(function, key, "won", etag)
         except ConflictError:
-            return self._contend(function, key, now)
+            return self._contend(function, key, now, retry_failed)
 
-    def _contend(self, function: str, key: str, now: datetime) -> Claim:
+    def _contend(self, function: str, key: str, now: datetime, retry_failed: bool) -> Claim:
         existing = self._store.get(self.events_table, function, key)
         if existing is None:  # deleted between our insert and read: treat as still in flight
             return Claim(function, key, "in_flight")
         status = str(existing.props.get("status", ""))
+        if status == "failed" and retry_failed:
+            return self._take_over(existing, now)
         if status != "processing":
             return Claim(function, key, "duplicate", status=status)
         if datetime.fromisoformat(str(existing.props["lease_until"])) > now:
@@ -106,7 +110,7 @@ class Ledger:
 
     def _take_over(self, existing: Entity, now: datetime) -> Claim:
         attempt = int(existing.props.get("attempt", 1)) + 1
-        props = {"attempt": attempt, "lease_until": (now + self._lease).isoformat()}
+        props = {"attempt": attempt, "status": "processing", "lease_until": (now + self._lease).isoformat()}
         try:
             etag = self._store.update(self.events_table, existing.partition, existing.row, props, existing.etag)
         except PreconditionFailed:
@@ -158,7 +162,10 @@ class Ledger:
         return f"{function}/{key}", True
 
     def dead_letters(self, function: str | None = None) -> Iterator[DeadLetter]:
-        for e in self._store.query(self.deadletters_table, partition=function):
+        return self._as_letters(self._store.query(self.deadletters_table, partition=function))
+
+    def _as_letters(self, entities: Iterable[Entity]) -> Iterator[DeadLetter]:
+        for e in entities:
             p = e.props
             yield DeadLetter(id=f"{e.partition}/{e.row}", function=e.partition, reason=str(p["reason"]),
                              field=str(p.get("field", "")), event_id=str(p.get("event_id", "")),
@@ -166,6 +173,22 @@ class Ledger:
 
     def dead_letter_payload(self, letter: DeadLetter) -> bytes:
         return self._blobs.get(self._container, letter.blob)
+
+    def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        function, _, key = letter_id.partition("/")
+        found = self._store.get(self.deadletters_table, function, key) if key else None
+        if found is None:
+            return None
+        return next(d for d in self._as_letters([found]))
+
+    def mark_dead_letter(self, letter_id: str, status: str, detail: Mapping[str, Any]) -> None:
+        function, _, key = letter_id.partition("/")
+        found = self._store.get(self.deadletters_table, function, key)
+        if found is None:
+            raise KeyError(letter_id)
+        props = {"status": status, "resolved_at": self._clock().isoformat(),
+                 "resolution": _clip(json.dumps(dict(detail), default=str))}
+        self._store.update(self.deadletters_table, function, key, props, found.etag)
 
 
 def _clip(text: str) -> str:

@@ -146,3 +146,40 @@ def test_three_deliveries_one_side_effect(services: Services) -> None:
     for _ in range(3):
         USER_FUNCTIONS["on_model_registered"](decoded(raw))
     assert effects == [raw["id"]]
+
+
+def test_failed_event_replays_once_after_the_fault_is_gone(services: Services) -> None:
+    from core.events import DatasetDriftDetected
+
+    effects: list[str] = []
+    fail = {"now": True}
+
+    def flaky(event, ctx):
+        if fail["now"]:
+            raise ConnectionError("ML platform down")
+        effects.append(event.id)
+        return {"action": "retrained"}
+
+    services.intake.handlers[DatasetDriftDetected] = flaky
+    raw = sample("DatasetDriftDetected")
+    USER_FUNCTIONS["on_drift_detected"](decoded(raw))
+    [letter] = [d for d in services.ledger.dead_letters("on_drift_detected") if d.event_id == raw["id"]]
+    fail["now"] = False
+    first = services.intake.replay(letter.id, actor="ops@example.com")
+    second = services.intake.replay(letter.id, actor="ops@example.com")
+    assert (first.status, second.status) == ("processed", "duplicate")
+    assert effects == [raw["id"]]
+    replayed = services.ledger.get_dead_letter(letter.id)
+    assert replayed is not None and replayed.status == "replayed"
+
+
+def test_invalid_event_replays_still_invalid_and_stays_pending(services: Services) -> None:
+    raw = sample("ModelRegistered")
+    del raw["data"]["ModelName"]
+    USER_FUNCTIONS["on_model_registered"](decoded(raw))
+    [letter] = [d for d in services.ledger.dead_letters("on_model_registered") if d.event_id == raw["id"]]
+    assert services.intake.replay(letter.id, actor="ops").status == "dead_lettered"
+    still = services.ledger.get_dead_letter(letter.id)
+    assert still is not None and still.status == "pending"
+    with pytest.raises(KeyError):
+        services.intake.replay("on_model_registered/nope", actor="ops")

@@ -66,3 +66,12 @@ def test_audit_records_are_ordered_and_filterable(ledger: Ledger, clock: Clock) 
     records = ledger.audit_records({"correlation_id": "c1"})
     assert [r["action"] for r in records] == ["a.first", "a.second"]
     assert records[1]["detail"] == {"n": 2}
+
+
+def test_failed_claim_is_taken_over_only_by_a_replay(ledger: Ledger) -> None:
+    claim = ledger.claim("on_x", "k1", {}, "c")
+    ledger.finish(claim, "failed", {"error": "boom"})
+    assert ledger.claim("on_x", "k1", {}, "c").state == "duplicate"
+    retry = ledger.claim("on_x", "k1", {}, "c", retry_failed=True)
+    assert (retry.state, retry.attempt) == ("won", 2)
+    assert ledger.claim("on_x", "k1", {}, "c", retry_failed=True).state == "in_flight"
