@@ -29,8 +29,8 @@ def _read_events(paths: list[str]) -> list[Any]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from embedded.delivery import Delivery, EventGridEmulator
-    from embedded.subscriptions import route
+    from core.adapters.eventgrid_subscriptions import route
+    from core.adapters.local_eventgrid import Delivery, EventGridEmulator
 
     grid = EventGridEmulator(args.url, retries=args.retries)
     events = _read_events(args.files)

@@ -52,7 +52,7 @@ class Stack:
 
     def _start_host(self) -> None:
         import function_app
-        from embedded.delivery import EventGridEmulator
+        from core.adapters.local_eventgrid import EventGridEmulator
         from embedded.host import HostServer, LocalHost
         from embedded.timers import TimerScheduler
 

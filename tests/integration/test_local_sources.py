@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from core.adapters.local_eventgrid import EventGridEmulator
 from core.bootstrap import Services
 from core.events import BlobCreated, parse_event
 from embedded.blob_events import BlobWatcher
-from embedded.delivery import EventGridEmulator
 from tests.conftest import ROOT, HostProcess
 from tests.payloads import FIXTURES
 

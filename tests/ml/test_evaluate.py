@@ -122,4 +122,4 @@ def test_bad_inputs(tmp_path, good_model, holdout):
 def test_verdict_is_frozen(good_model, holdout):
     verdict = evaluate(good_model, None, holdout)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        verdict.passed = False  # type: ignore[misc]
+        verdict.passed = False

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from core.adapters.eventgrid_subscriptions import load, route
 from core.intake import FUNCTION_EVENTS
-from embedded.subscriptions import load, route
 from tests.payloads import SAMPLES, sample, to_cloudevent
 from tests.payloads import load as load_payload
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from embedded.subscriptions import Subscription, load, route
+from core.adapters.eventgrid_subscriptions import Subscription, load, route
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from core.events import ML, STORAGE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUBSCRIPTIONS_FILE = ROOT / "infra" / "event-subscriptions.json"
 
 _Op = Callable[[Any, Sequence[Any]], bool]
