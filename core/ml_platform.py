@@ -36,11 +36,20 @@ class DataRef:
 
 
 @dataclass(frozen=True)
+class BlobFolder:
+    """All training data of a model: every CSV under ``container/prefix`` in the storage account."""
+
+    container: str
+    prefix: str
+
+
+@dataclass(frozen=True)
 class RetrainRequest:
     job_name: str  # deterministic: repeated submits of one decision are one job
     model_name: str
-    data_uri: str  # the folder (container/prefix) holding all training data for the model
-    test_uri: str  # the fixed held-out set the challenger and champion are compared on
+    data: BlobFolder  # the challenger trains on all of it, not only the new files
+    test_container: str  # the fixed held-out set the challenger and champion are compared on
+    test_blob: str
     metric: str  # rmse | mae | r2
     min_improvement: float  # relative improvement the challenger needs over the champion
     reason: str  # data | drift | manual
