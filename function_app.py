@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from functions import events, health
+from functions import events, health, retraining
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(events.bp)
 app.register_functions(health.bp)
+app.register_functions(retraining.bp)

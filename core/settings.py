@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from core.errors import SettingsError
+from core.retrain_policy import RetrainPolicy, parse_policies
 
 T = TypeVar("T")
 
@@ -34,11 +35,26 @@ SETTINGS: dict[str, str] = {
     "REACTOR_CLAIM_LEASE_SECONDS": "How long an event claim protects in-flight work before another "
     "delivery may take it over (a crashed instance's claim expires).",
     "REACTOR_LOG_LEVEL": "Log level: DEBUG, INFO, WARNING or ERROR.",
+    "REACTOR_RETRAIN_POLICIES": "JSON object: model name -> retraining policy (data container/prefix, test set, "
+    "window, thresholds, cooldown, metric, drift monitors). Empty: nothing is retrained automatically.",
+    "REACTOR_RETRAIN_TICK_SCHEDULE": "NCRONTAB schedule of the timer that closes batching windows and repairs "
+    "lost submits and outcomes.",
+    "REACTOR_ML_PLATFORM": "Which ML platform runs jobs: 'azure' (Azure ML) or 'local' (the embedded default).",
+    "REACTOR_LOCAL_EVENTGRID_URL": "Local platform only: the Functions host its events are delivered to.",
+    "REACTOR_AML_SUBSCRIPTION_ID": "Azure ML workspace subscription id (REACTOR_ML_PLATFORM=azure).",
+    "REACTOR_AML_RESOURCE_GROUP": "Azure ML workspace resource group.",
+    "REACTOR_AML_WORKSPACE": "Azure ML workspace name.",
+    "REACTOR_AML_COMPUTE": "Azure ML compute cluster that runs the retraining pipeline.",
+    "REACTOR_AML_EXPERIMENT": "Azure ML experiment the retraining jobs are grouped under.",
+    "REACTOR_AML_DATASTORE": "Azure ML datastore over the storage account that holds the training data.",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")
 _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_NCRONTAB = re.compile(r"^\S+( \S+){5}$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_AML = ("subscription_id", "resource_group", "workspace", "compute", "experiment", "datastore")
 
 
 class _Reader:
@@ -67,6 +83,11 @@ class _Reader:
         if value not in choices:
             self.problems.append(f"{name}={value!r} must be one of {', '.join(choices)}")
         return value
+
+    def policies(self, name: str) -> Mapping[str, RetrainPolicy]:
+        policies, problems = parse_policies(self.raw(name))
+        self.problems += problems
+        return policies
 
     def csv(self, name: str, required: bool) -> tuple[str, ...]:
         items = tuple(p.strip() for p in self.raw(name).split(",") if p.strip())
@@ -100,6 +121,11 @@ class Settings:
     data_container: str
     claim_lease_seconds: int
     log_level: str
+    retrain_policies: Mapping[str, RetrainPolicy]
+    retrain_tick_schedule: str
+    ml_platform: str
+    local_eventgrid_url: str
+    aml: Mapping[str, str]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -113,7 +139,15 @@ class Settings:
             data_container=r.text("REACTOR_DATA_CONTAINER", "data", _CONTAINER),
             claim_lease_seconds=r.integer("REACTOR_CLAIM_LEASE_SECONDS", 300, 5, 86_400),
             log_level=r.choice("REACTOR_LOG_LEVEL", "INFO", _LEVELS),
+            retrain_policies=r.policies("REACTOR_RETRAIN_POLICIES"),
+            retrain_tick_schedule=r.text("REACTOR_RETRAIN_TICK_SCHEDULE", "*/10 * * * * *", _NCRONTAB),
+            ml_platform=r.choice("REACTOR_ML_PLATFORM", "LOCAL", ("LOCAL", "AZURE")).lower(),
+            local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
+            aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
         )
+        if settings.ml_platform == "azure":
+            r.problems += [f"REACTOR_AML_{n.upper()} is required when REACTOR_ML_PLATFORM=azure"
+                           for n in _AML if not settings.aml[n]]
         if bool(settings.storage_connection) == bool(settings.storage_account):
             r.problems.append("set exactly one of REACTOR_STORAGE_CONNECTION (connection string) "
                               "and REACTOR_STORAGE_ACCOUNT (account name, managed identity)")

@@ -51,6 +51,8 @@ class Stack:
         return self
 
     def _start_host(self) -> None:
+        # The local ML platform delivers its events to this host, wherever it listens.
+        os.environ["REACTOR_LOCAL_EVENTGRID_URL"] = f"http://127.0.0.1:{self.port}"
         import function_app
         from core.adapters.local_eventgrid import EventGridEmulator
         from embedded.host import HostServer, LocalHost

@@ -7,7 +7,9 @@ Functions host's singleton timers.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from azure.functions.timer import TimerRequest
@@ -16,6 +18,16 @@ from croniter import croniter
 from embedded.function_index import IndexedFunction
 
 _log = logging.getLogger("reactor.host.timers")
+
+
+def resolve(schedule: str, env: Mapping[str, str]) -> str:
+    """``%NAME%`` takes the schedule from an app setting, as the Functions host does."""
+    if len(schedule) > 2 and schedule.startswith("%") and schedule.endswith("%"):
+        name = schedule[1:-1]
+        if not env.get(name):
+            raise ValueError(f"timer schedule {schedule} names a setting that is not set")
+        return env[name]
+    return schedule
 
 
 def next_fire(schedule: str, after: datetime) -> datetime:
@@ -29,8 +41,10 @@ def next_fire(schedule: str, after: datetime) -> datetime:
 
 
 class TimerScheduler:
-    def __init__(self, timers: dict[str, IndexedFunction]) -> None:
+    def __init__(self, timers: dict[str, IndexedFunction], env: Mapping[str, str] | None = None) -> None:
         self._timers = timers
+        self._schedules = {n: resolve(f.trigger.schedule, os.environ if env is None else env)
+                           for n, f in timers.items()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="timers", daemon=True)
         self.runs: dict[str, int] = dict.fromkeys(timers, 0)
@@ -45,7 +59,7 @@ class TimerScheduler:
 
     def _loop(self) -> None:
         now = datetime.now(timezone.utc)
-        due = {name: next_fire(fn.trigger.schedule, now) for name, fn in self._timers.items()}
+        due = {name: next_fire(self._schedules[name], now) for name in self._timers}
         for name, fn in self._timers.items():
             if getattr(fn.trigger, "run_on_startup", False):
                 self._run(name, past_due=False)
@@ -58,7 +72,7 @@ class TimerScheduler:
                 continue
             late = (datetime.now(timezone.utc) - due[name]).total_seconds() > 5
             self._run(name, past_due=late)
-            due[name] = next_fire(self._timers[name].trigger.schedule, datetime.now(timezone.utc))
+            due[name] = next_fire(self._schedules[name], datetime.now(timezone.utc))
 
     def _run(self, name: str, past_due: bool) -> None:
         fn = self._timers[name]

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def base_env(connection: str, prefix: str) -> dict[str, str]:
     env = read_values(SAMPLE)
-    env.update(REACTOR_STORAGE_CONNECTION=connection, REACTOR_TABLE_PREFIX=prefix)
+    # Intake tests run without retraining policies: nothing they send should start a job.
+    env.update(REACTOR_STORAGE_CONNECTION=connection, REACTOR_TABLE_PREFIX=prefix, REACTOR_RETRAIN_POLICIES="")
     return env
 
 

@@ -1,0 +1,330 @@
+"""Retraining: new data and drift become one well-formed job per model, never one per file.
+
+Each model has one state entity in ``{prefix}retrain`` (PK model, RK "state"), changed only by
+ETag-conditional read-modify-write, so two host instances never both start a job:
+
+    new CSV under the model's prefix -> joins the open window (opened by the first file)
+    window expired + thresholds met  -> start            (the timer closes windows)
+    drift / manual request           -> start at once     (no window, no data threshold)
+    a job already in flight          -> queued: the next job starts when it finishes
+    within the cooldown              -> deferred (manual requests are not)
+
+A start is recorded (the slot taken, the pending triggers moved into the decision) *before*
+the job is submitted; the job's name derives from the decision, and submit is get-or-create,
+so a crash between the two is repaired by the timer resubmitting the same name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from core.errors import ConflictError, PreconditionFailed, StoreError
+from core.events import BlobCreated, DatasetDriftDetected, Event, RunCompleted, RunEvent, RunStatusChanged
+from core.ledger import AuditRecord, Ledger
+from core.logs import get_logger, log
+from core.ml_platform import TAG_DECISION, TAG_MODEL, BlobFolder, DataRef, Job, MLPlatform, RetrainRequest
+from core.ports import Clock, StateStore
+from core.retrain_policy import RetrainPolicy
+
+ROW = "state"
+MAX_LINEAGE = 50  # trigger ids kept on the state entity; the audit trail keeps every one
+_log = get_logger("retraining")
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # started | coalesced | queued | deferred | skipped | completed | failed | ignored | idle
+    model: str = ""
+    reason: str = ""
+    job: str = ""
+    decision_id: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    audit: bool = True
+
+    def outcome(self) -> dict[str, Any]:
+        out = {"action": self.action, "model": self.model, "reason": self.reason, "job": self.job,
+               "decision_id": self.decision_id, **self.detail}
+        return {k: v for k, v in out.items() if v not in ("", None)}
+
+
+_UNCHANGED = object()
+
+
+class Retraining:
+    def __init__(self, store: StateStore, ledger: Ledger, platform: MLPlatform | None,
+                 policies: Mapping[str, RetrainPolicy], *, prefix: str, clock: Clock) -> None:
+        self._store = store
+        self._ledger = ledger
+        self._platform = platform
+        self.policies = dict(policies)
+        self._table = f"{prefix}retrain"
+        self._clock = clock
+        self._locks: dict[str, threading.Lock] = {m: threading.Lock() for m in self.policies}
+
+    # -- triggers ---------------------------------------------------------------------------
+    def on_blob_created(self, event: Event, ctx: Any) -> Mapping[str, Any]:
+        assert isinstance(event, BlobCreated)
+        policy = next((p for p in self.policies.values() if p.feeds(event.container, event.blob_name)), None)
+        if policy is None:
+            return {"action": "ignored", "reason": f"no model is fed by {event.container}/{event.blob_name}"}
+        ref = {"url": event.url, "etag": event.etag, "size": event.content_length, "event_id": event.id}
+        decision = self._change(policy.model, lambda s: self._add_data(policy, s, ref))
+        return self._try_start(policy, trigger=decision).outcome()
+
+    def on_drift(self, event: Event, ctx: Any) -> Mapping[str, Any]:
+        monitor = event.drift_name if isinstance(event, DatasetDriftDetected) else getattr(event, "experiment_name", "")
+        policy = next((p for p in self.policies.values() if monitor in p.monitors), None)
+        if policy is None:
+            return {"action": "ignored", "reason": f"no model is watched by monitor {monitor!r}"}
+        decision = self._change(policy.model, lambda s: self._add_trigger(policy, s, "drift", event.id, ""))
+        return self._try_start(policy, trigger=decision).outcome()
+
+    def request(self, model: str, reason: str, actor: str) -> Mapping[str, Any]:
+        """A manual retrain (admin API, ``reactor retrain``): no window, no threshold, no cooldown."""
+        policy = self.policies.get(model)
+        if policy is None:
+            raise KeyError(f"no retraining policy for model {model!r}")
+        note = f"{actor}: {reason}"[:500]
+        decision = self._change(model, lambda s: self._add_trigger(policy, s, "manual", "", note))
+        return self._try_start(policy, trigger=decision).outcome()
+
+    def on_run_event(self, event: Event, ctx: Any) -> Mapping[str, Any]:
+        assert isinstance(event, RunEvent)
+        if isinstance(event, RunStatusChanged) and event.is_monitor_breach:
+            return self.on_drift(event, ctx)
+        model = event.tags.get(TAG_MODEL, "")
+        if model not in self.policies:
+            return {"action": "ignored", "reason": "not a retraining job of this app"}
+        raw_status = "Completed" if isinstance(event, RunCompleted) else getattr(event, "run_status", "")
+        status = raw_status.lower()
+        if status not in ("completed", "failed", "canceled", "cancelled"):
+            return {"action": "ignored", "reason": f"run status {raw_status!r} is not final"}
+        return self.finish_job(model, event.run_id, "canceled" if status == "cancelled" else status,
+                               dict(event.tags)).outcome()
+
+    # -- the timer --------------------------------------------------------------------------
+    def tick(self) -> list[Mapping[str, Any]]:
+        """Close expired windows, repair lost submits and lost outcomes. Runs on a timer."""
+        outcomes: list[Mapping[str, Any]] = []
+        for policy in self.policies.values():
+            self._reconcile(policy)
+            decision = self._try_start(policy, trigger=None)
+            if decision.action != "idle":
+                outcomes.append(decision.outcome())
+        return outcomes
+
+    def state(self, model: str) -> dict[str, Any]:
+        entity = self._store.get(self._table, model, ROW)
+        return _defaults() | (dict(entity.props) if entity else {})
+
+    # -- state changes (each returns a Decision or _UNCHANGED) -----------------------------
+    def _add_data(self, policy: RetrainPolicy, s: dict[str, Any], ref: dict[str, Any]) -> Any:
+        self._open_window(s)
+        s["pending_files"] += 1
+        s["pending_bytes"] += int(ref["size"])
+        s["pending_total"] += 1
+        s["pending_data"] = _capped(s["pending_data"], ref)
+        return Decision("coalesced", policy.model, decision_id=s["window_id"],
+                        detail={"pending_files": s["pending_files"], "trigger": ref["event_id"]}, audit=False)
+
+    def _add_trigger(self, policy: RetrainPolicy, s: dict[str, Any], kind: str, event_id: str, note: str) -> Any:
+        self._open_window(s)
+        s[kind] = note or event_id or "yes"
+        s["pending_total"] += 1
+        if event_id:
+            s["pending_data"] = _capped(s["pending_data"], {"event_id": event_id, "kind": kind})
+        return Decision("coalesced", policy.model, reason=kind, decision_id=s["window_id"], audit=False)
+
+    def _open_window(self, s: dict[str, Any]) -> None:
+        if not s["window_id"]:
+            s["window_id"] = uuid.uuid4().hex
+            s["window_opened_at"] = self._clock().isoformat()
+            s["noted"] = ""
+
+    def _decide(self, policy: RetrainPolicy, s: dict[str, Any], now: datetime) -> Any:
+        if not s["window_id"]:
+            return _UNCHANGED
+        if s["in_flight_job"]:
+            return self._note(s, "queued", Decision("queued", policy.model, "a job is in flight",
+                                                    job=s["in_flight_job"], decision_id=s["window_id"]))
+        if not (s["manual"] or s["drift"]):
+            if now < _parse(s["window_opened_at"]) + timedelta(seconds=policy.window_seconds):
+                return _UNCHANGED  # still coalescing
+            if s["pending_files"] < policy.min_new_files or s["pending_bytes"] < policy.min_new_bytes:
+                return self._note(s, "skipped", Decision(
+                    "skipped", policy.model, "below the data threshold", decision_id=s["window_id"],
+                    detail={"pending_files": s["pending_files"], "pending_bytes": s["pending_bytes"]}))
+        cooldown_ends = _parse(s["last_started_at"]) + timedelta(seconds=policy.cooldown_seconds)
+        if not s["manual"] and now < cooldown_ends:
+            return self._note(s, "deferred", Decision("deferred", policy.model, "cooldown",
+                                                      decision_id=s["window_id"],
+                                                      detail={"until": cooldown_ends.isoformat()}))
+        return self._claim_slot(policy, s, now)
+
+    def _note(self, s: dict[str, Any], kind: str, decision: Decision) -> Any:
+        """Audit a waiting decision once per window, not at every trigger and tick."""
+        if s["noted"] == kind:
+            return _UNCHANGED
+        s["noted"] = kind
+        return decision
+
+    def _claim_slot(self, policy: RetrainPolicy, s: dict[str, Any], now: datetime) -> Decision:
+        reason = "manual" if s["manual"] else "drift" if s["drift"] else "data"
+        decision_id = s["window_id"]
+        job = f"retrain-{policy.model.lower().replace('_', '-').replace('.', '-')}-{decision_id[:12]}"
+        request = self._request(policy, job, decision_id, reason, json.loads(s["pending_data"]))
+        detail = {"triggers": [d["event_id"] for d in json.loads(s["pending_data"]) if d.get("event_id")],
+                  "trigger_count": s["pending_total"], "files": s["pending_files"], "bytes": s["pending_bytes"],
+                  "drift": s["drift"], "manual": s["manual"]}
+        s.update(in_flight_job=job, in_flight_since=now.isoformat(), in_flight_request=_encode(request),
+                 submitted=False, last_started_at=now.isoformat(), **_empty_window())
+        return Decision("started", policy.model, reason, job=job, decision_id=decision_id, detail=detail)
+
+    def _request(self, policy: RetrainPolicy, job: str, decision_id: str, reason: str,
+                 pending: list[dict[str, Any]]) -> RetrainRequest:
+        data = tuple(DataRef(d["url"], d.get("etag", ""), int(d.get("size", 0)), d["event_id"])
+                     for d in pending if d.get("url"))
+        return RetrainRequest(job, policy.model, BlobFolder(policy.container, policy.prefix), policy.test_container,
+                              policy.test_blob, policy.metric, policy.min_improvement, reason,
+                              correlation_id=decision_id, decision_id=decision_id, new_data=data)
+
+    # -- starting, finishing, repairing ---------------------------------------------------
+    def _try_start(self, policy: RetrainPolicy, trigger: Decision | None) -> Decision:
+        now = self._clock()
+        decided = self._change(policy.model, lambda s: self._decide(policy, s, now))
+        if decided is None:
+            return trigger or Decision("idle", policy.model, audit=False)
+        self._audit(decided)
+        if decided.action == "started":
+            self._submit(policy.model)
+        return decided
+
+    def _submit(self, model: str) -> None:
+        s = self.state(model)
+        if not s["in_flight_job"] or s["submitted"] or self._platform is None:
+            return
+        request = _decode(s["in_flight_request"])
+        try:
+            job = self._platform.submit_retraining(request)
+        except Exception as exc:  # platform down: the timer resubmits the same job name later
+            self._audit(Decision("submit_failed", model, f"{type(exc).__name__}: {exc}", job=request.job_name,
+                                 decision_id=request.decision_id))
+            _log.error("retraining job %s could not be submitted: %s", request.job_name, exc)
+            return
+        self._change(model, lambda st: _mark_submitted(st, job))
+
+    def finish_job(self, model: str, job: str, status: str, tags: Mapping[str, str]) -> Decision:
+        decided = self._change(model, lambda s: _release_slot(s, job, status))
+        if decided is None:
+            return Decision("ignored", model, "the job is not in flight (already finished)", job=job, audit=False)
+        outcome = Decision(decided, model, job=job, decision_id=tags.get(TAG_DECISION, ""),
+                           detail={k: v for k, v in tags.items() if k.startswith("reactor_") and k != TAG_MODEL})
+        self._audit(outcome)
+        if decided == "failed":
+            # Until the alerting issue routes incidents, an error log with the run is the page.
+            log(_log, logging.ERROR, "retraining job failed", model=model, job=job,
+                url=tags.get("reactor_job_url", ""))
+        self._try_start(self.policies[model], trigger=None)
+        return outcome
+
+    def _reconcile(self, policy: RetrainPolicy) -> None:
+        s = self.state(policy.model)
+        if not s["in_flight_job"] or self._platform is None:
+            return
+        job = self._platform.get_job(s["in_flight_job"])
+        if job is None:
+            self._change(policy.model, lambda st: _unmark_submitted(st, s["in_flight_job"]))
+            self._submit(policy.model)
+        elif job.finished:
+            self.finish_job(policy.model, job.name, job.status, {**job.tags, "reactor_job_url": job.url})
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _change(self, model: str, change: Callable[[dict[str, Any]], Any]) -> Any:
+        """Read-modify-write of a model's state under its ETag; None when nothing changed."""
+        with self._locks[model]:  # one writer per process; the ETag guards across processes
+            for attempt in range(50):
+                entity = self._store.get(self._table, model, ROW)
+                state = _defaults() | (dict(entity.props) if entity else {})
+                result = change(state)
+                if result is _UNCHANGED:
+                    return None
+                try:
+                    if entity is None:
+                        self._store.insert(self._table, model, ROW, state)
+                    else:
+                        self._store.update(self._table, model, ROW, state, entity.etag)
+                    return result
+                except (PreconditionFailed, ConflictError):
+                    time.sleep(0.005 * (attempt + 1))  # another instance changed it: read again
+        raise StoreError(f"retraining state of {model} kept changing; gave up after 50 attempts")
+
+    def _audit(self, d: Decision) -> None:
+        if not d.audit:
+            return
+        self._ledger.audit(AuditRecord(f"retrain.{d.action}", d.decision_id or d.job or d.model, model=d.model,
+                                       detail=d.outcome()))
+        log(_log, logging.INFO, f"retrain {d.action}", model=d.model, job=d.job, reason=d.reason,
+            decision_id=d.decision_id)
+
+
+def _defaults() -> dict[str, Any]:
+    return {**_empty_window(), "in_flight_job": "", "in_flight_since": "", "in_flight_request": "",
+            "submitted": False, "job_url": "", "last_started_at": "1970-01-01T00:00:00+00:00", "last_job": "",
+            "last_outcome": "", "noted": ""}
+
+
+def _empty_window() -> dict[str, Any]:
+    return {"window_id": "", "window_opened_at": "", "pending_files": 0, "pending_bytes": 0, "pending_total": 0,
+            "pending_data": "[]", "drift": "", "manual": "", "noted": ""}
+
+
+def _capped(encoded: str, item: dict[str, Any]) -> str:
+    items = json.loads(encoded)
+    return json.dumps([*items, item] if len(items) < MAX_LINEAGE else items)
+
+
+def _mark_submitted(s: dict[str, Any], job: Job) -> Any:
+    if s["in_flight_job"] != job.name:
+        return _UNCHANGED
+    s.update(submitted=True, job_url=job.url)
+    return True
+
+
+def _unmark_submitted(s: dict[str, Any], job: str) -> Any:
+    if s["in_flight_job"] != job or not s["submitted"]:
+        return _UNCHANGED
+    s["submitted"] = False
+    return True
+
+
+def _release_slot(s: dict[str, Any], job: str, status: str) -> Any:
+    if s["in_flight_job"] != job:
+        return _UNCHANGED
+    s.update(in_flight_job="", in_flight_since="", in_flight_request="", submitted=False, last_job=job,
+             last_outcome=status)
+    return status
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _encode(request: RetrainRequest) -> str:
+    body = {**request.__dict__, "data": request.data.__dict__, "new_data": [d.__dict__ for d in request.new_data],
+            "tags": dict(request.tags)}
+    return json.dumps(body)
+
+
+def _decode(text: str) -> RetrainRequest:
+    body = json.loads(text)
+    body["data"] = BlobFolder(**body["data"])
+    body["new_data"] = tuple(DataRef(**d) for d in body["new_data"])
+    return RetrainRequest(**body)
