@@ -1,7 +1,11 @@
 """``reactor``: the operators' command line.
 
-    reactor send FILE...      deliver events to the local host through the subscriptions,
-                              exactly as Event Grid would (handshake events as handshakes)
+    reactor send FILE...            deliver events to the local host through the subscriptions,
+                                    exactly as Event Grid would (handshake events as handshakes)
+    reactor retrain MODEL --reason  ask for a retrain now (no window, no threshold, no cooldown)
+
+A deployed app is reached with ``--url`` and a function key in ``$REACTOR_KEY``; against the
+local host the key defaults to the first of ``LOCAL_FUNCTION_KEYS`` in the local settings.
 """
 
 from __future__ import annotations
@@ -55,6 +59,42 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _key() -> str:
+    key = os.environ.get("REACTOR_KEY", "")
+    if key:
+        return key
+    from embedded.local_settings import read_values, settings_file
+
+    pairs = read_values(settings_file()).get("LOCAL_FUNCTION_KEYS", "")
+    return pairs.split(",")[0].partition(":")[2].strip()
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    import requests
+
+    try:
+        resp = requests.request(method, f"{args.url.rstrip('/')}/api/{path}", json=body, timeout=60,
+                                headers={"x-functions-key": _key()})
+    except requests.RequestException as exc:
+        print(f"reactor: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    payload = resp.json() if resp.headers.get("Content-Type", "").endswith("json") else {"body": resp.text}
+    if resp.status_code >= 400:
+        where = f" (field: {payload['field']})" if payload.get("field") else ""
+        print(f"reactor: {payload.get('title', resp.status_code)}: {payload.get('detail', '')}{where}",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print("\n".join(f"{k:<16} {v}" for k, v in payload.items()))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    return _call(args, "POST", "retrain", {"model": args.model, "reason": args.reason})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reactor", description="Operate mlops-reactor.")
     parser.add_argument("--url", default=os.environ.get("REACTOR_URL", DEFAULT_URL),
@@ -65,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("files", nargs="+", help="JSON files: one event or an array, either schema")
     send.add_argument("--retries", type=int, default=3)
     send.set_defaults(run=cmd_send)
+    retrain = sub.add_parser("retrain", help="retrain a model now")
+    retrain.add_argument("model")
+    retrain.add_argument("--reason", default="requested from the command line")
+    retrain.set_defaults(run=cmd_retrain)
     return parser
 
 
