@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+# checkov pins packaging<24 and pytest needs >=24: it lives in a venv of its own, run as a command.
+STAMP_CHECKOV := .venv-checkov/.installed
 
 .PHONY: help setup test lint typecheck unit demo dev bench clean
 
@@ -14,7 +16,7 @@ help:
 	@echo "make dev    - install everything and run the local stack on http://127.0.0.1:7071 (Ctrl-C stops)"
 	@echo "make bench  - performance figures (cold start, intake)"
 
-setup: $(STAMP_PY) $(STAMP_NODE)
+setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
 $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -22,6 +24,11 @@ $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(STAMP_CHECKOV): tests/infra/requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r tests/infra/requirements-checkov.txt
 	touch $@
 
 # --ignore-scripts: nothing is downloaded or built at install time; Azurite needs no install script.
@@ -50,4 +57,4 @@ bench: setup
 	$(PY) bench/intake.py
 
 clean:
-	rm -rf $(VENV) node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
