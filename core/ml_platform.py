@@ -23,6 +23,11 @@ TAG_CORRELATION = "reactor_correlation_id"
 TAG_DECISION = "reactor_decision_id"
 TAG_MODEL = "reactor_model"
 TAG_REASON = "reactor_reason"
+# Tags the pipeline adds to its run when it finishes: what became of the challenger.
+TAG_REGISTERED_VERSION = "reactor_registered_version"
+TAG_CHAMPION_KEPT = "reactor_champion_kept"
+TAG_CHAMPION_VERSION = "reactor_champion_version"
+TAG_VERDICT_REASON = "reactor_verdict_reason"
 
 
 @dataclass(frozen=True)

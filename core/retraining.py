@@ -107,8 +107,10 @@ class Retraining:
         status = raw_status.lower()
         if status not in ("completed", "failed", "canceled", "cancelled"):
             return {"action": "ignored", "reason": f"run status {raw_status!r} is not final"}
+        # Where a person reads what happened: the studio link in Azure, the job log locally.
+        link = event.properties.get("reactor_log", "") or event.properties.get("studio_url", "")
         return self.finish_job(model, event.run_id, "canceled" if status == "cancelled" else status,
-                               dict(event.tags)).outcome()
+                               {**event.tags, "reactor_job_url": link}).outcome()
 
     # -- the timer --------------------------------------------------------------------------
     def tick(self) -> list[Mapping[str, Any]]:

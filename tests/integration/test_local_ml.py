@@ -1,0 +1,249 @@
+"""The local ML platform against Azurite: real training in subprocesses, versions in storage, and
+the events Azure ML would publish, checked against the real event types."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.adapters.blob_store import AzureBlobStore
+from core.adapters.local_ml import STALE_ERROR, LocalMLPlatform
+from core.adapters.table_store import TableStateStore
+from core.events import ModelRegistered, RunCompleted, RunStatusChanged, parse_event
+from core.ml_platform import TAG_CORRELATION, TAG_DECISION, TAG_MODEL, BlobFolder, DataRef, RetrainRequest
+from ml.sample_data import write_batches, write_holdout
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+MODEL = "diabetes-ridge"
+ML_TYPES = "Microsoft.MachineLearningServices."
+
+
+class PublishedEvents:
+    """Where the platform's events go: a recording of the outside world, not a mock of our code."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.raw: list[dict[str, Any]] = []
+        self.fail = fail
+        self._lock = threading.Lock()
+
+    def __call__(self, events: list[dict[str, Any]]) -> list[Any]:
+        if self.fail:
+            raise ConnectionError("the local host is unreachable")
+        with self._lock:
+            self.raw.extend(events)
+        return []
+
+    def types(self) -> list[str]:
+        return [e["eventType"].removeprefix(ML_TYPES) for e in self.raw]
+
+    def parsed(self) -> list[Any]:
+        return [parse_event(e) for e in self.raw]
+
+
+class World:
+    """Azurite with this test's tables and containers, a platform on them and the events it published."""
+
+    def __init__(self, env: dict[str, str], tmp: Path) -> None:
+        self.connection = env["REACTOR_STORAGE_CONNECTION"]
+        self.prefix = env["REACTOR_TABLE_PREFIX"]
+        self.store = TableStateStore.from_connection(self.connection)
+        self.blobs = AzureBlobStore.from_connection(self.connection)
+        self.tmp = tmp
+        self.data_container = f"{self.prefix}-data"
+        self.test_container = f"{self.prefix}-test"
+        self.events = PublishedEvents()
+        self.platform = self.new_platform(self.events)
+        self.blobs.put(self.test_container, "holdout.csv", write_holdout(tmp / "holdout").read_bytes(), "text/csv")
+
+    def new_platform(self, publish: Any, **kwargs: Any) -> LocalMLPlatform:
+        return LocalMLPlatform(self.store, self.blobs, publish, prefix=self.prefix, workdir=self.tmp, **kwargs)
+
+    def upload_batches(self, folder: str, *, seed: int, kind: str = "good", files: int = 3) -> list[str]:
+        paths = write_batches(self.tmp / f"{kind}-{seed}", files=files, rows=100, seed=seed, kind=kind)
+        names = [f"{folder}{p.name}" for p in paths]
+        for path, name in zip(paths, names, strict=True):
+            self.blobs.put(self.data_container, name, path.read_bytes(), "text/csv")
+        return names
+
+    def request(self, job: str, folder: str, min_improvement: float = 0.0) -> RetrainRequest:
+        new = DataRef(f"http://azurite/{self.data_container}/{folder}x.csv", "etag", 1, f"event-{job}")
+        return RetrainRequest(job, MODEL, BlobFolder(self.data_container, folder), self.test_container, "holdout.csv",
+                              "rmse", min_improvement, "data", correlation_id=f"corr-{job}",
+                              decision_id=f"dec-{job}", new_data=(new,), tags={"team": "ml"})
+
+    def run(self, request: RetrainRequest) -> Any:
+        self.platform.submit_retraining(request)
+        return self.platform.wait(request.job_name, timeout=60)
+
+
+@pytest.fixture
+def world(env: dict[str, str], tmp_path: Path) -> World:
+    return World(env, tmp_path)
+
+
+def test_first_job_registers_version_1_and_a_poor_challenger_keeps_it(world: World) -> None:
+    world.upload_batches("batches/", seed=1)
+    request = world.request("retrain-first", "batches/")
+    submitted = world.platform.submit_retraining(request)
+    again = world.platform.submit_retraining(request)  # a repeated submit while the job runs
+    elsewhere = world.new_platform(PublishedEvents()).submit_retraining(request)  # as another host would
+    assert (submitted.name, submitted.status) == ("retrain-first", "queued")
+    assert again.name == elsewhere.name == "retrain-first"
+
+    job = world.platform.wait("retrain-first", timeout=60)
+
+    assert (job.status, job.error) == ("completed", "")
+    assert job.tags["reactor_registered_version"] == "1"
+    assert world.platform.submit_retraining(request).status == "completed"  # after the end: still the same job
+    assert world.events.types() == ["ModelRegistered", "RunCompleted"]  # one run, announced once
+    registered, completed = world.events.parsed()
+    assert isinstance(registered, ModelRegistered)
+    assert (registered.model_name, registered.model_version, registered.subject) == (MODEL, "1", f"models/{MODEL}:1")
+    assert world.events.raw[0]["data"]["ModelVersion"] == 1  # an integer, as Azure ML sends it
+    assert {k: registered.tags[k] for k in (TAG_MODEL, TAG_CORRELATION, TAG_DECISION, "team")} == {
+        TAG_MODEL: MODEL, TAG_CORRELATION: "corr-retrain-first", TAG_DECISION: "dec-retrain-first", "team": "ml"}
+    assert float(registered.tags["rmse"]) > 0 and registered.properties["rmse"] == registered.tags["rmse"]
+    assert isinstance(completed, RunCompleted)
+    assert (completed.run_id, completed.run_type) == ("retrain-first", "azureml.PipelineRun")
+    assert completed.tags == {**request.lineage_tags(), "reactor_registered_version": "1",
+                              "reactor_verdict_reason": completed.tags["reactor_verdict_reason"]}
+    assert "no champion to beat" in completed.tags["reactor_verdict_reason"]
+    for raw in world.events.raw:
+        assert raw["eventTime"].endswith("Z") and raw["topic"].endswith("/workspaces/local")
+        assert (raw["dataVersion"], raw["metadataVersion"]) == ("", "1")
+
+    files = world.platform.model_files(MODEL, "1", world.tmp / "v1")
+    assert {p.name for p in files.iterdir()} == {"model.pkl", "model.json", "baseline.json", "sample_input.json",
+                                                 "registration.json"}
+    log_text = world.blobs.get(f"{world.prefix}-models", "jobs/retrain-first/log.txt").decode()
+    assert "-m ml.train" in log_text and "-m ml.register" in log_text and job.url.endswith("log.txt")
+
+    # Then poor data arrives: the challenger trains on all of it, loses, and version 1 stays the champion.
+    world.upload_batches("batches/", seed=2, kind="poor")
+    kept = world.run(world.request("retrain-poor", "batches/"))
+
+    assert (kept.status, kept.error) == ("completed", "")  # a completed run that registered nothing
+    assert world.events.types() == ["ModelRegistered", "RunCompleted", "RunCompleted"]
+    completed = world.events.parsed()[-1]
+    assert isinstance(completed, RunCompleted) and completed.run_id == "retrain-poor"
+    assert completed.tags["reactor_champion_kept"] == "true"
+    assert completed.tags["reactor_champion_version"] == "1"
+    assert "misses the required" in completed.tags["reactor_verdict_reason"]
+    assert "reactor_registered_version" not in completed.tags
+    assert kept.tags["reactor_champion_kept"] == "true"
+    assert [m.version for m in world.platform.list_models(MODEL)] == ["1"]
+
+
+def test_concurrent_jobs_take_their_own_versions_and_an_unreachable_app_loses_nothing(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.upload_batches("first/", seed=1)
+    world.upload_batches("second/", seed=3)
+    offline = world.new_platform(PublishedEvents(fail=True))  # a second host that cannot reach the app
+    with caplog.at_level(logging.ERROR, logger="reactor.local_ml"):
+        # min_improvement -100 %: whichever registers second passes against the first
+        world.platform.submit_retraining(world.request("retrain-a", "first/", min_improvement=-1.0))
+        offline.submit_retraining(world.request("retrain-b", "second/", min_improvement=-1.0))
+        jobs = [world.platform.wait("retrain-a", timeout=60), offline.wait("retrain-b", timeout=60)]
+
+    assert [j.status for j in jobs] == ["completed", "completed"]
+    assert sorted(j.tags["reactor_registered_version"] for j in jobs) == ["1", "2"]
+    versions = world.platform.list_models(MODEL)
+    assert [m.version for m in versions] == ["1", "2"]  # oldest first
+    assert versions[0].created_at is not None and versions[1].created_at is not None
+    assert versions[0].created_at <= versions[1].created_at
+    by_job = {m.properties["job_name"]: m for m in versions}
+    assert by_job["retrain-b"].tags[TAG_DECISION] == "dec-retrain-b"
+    assert world.platform.get_model(MODEL, by_job["retrain-b"].version) == by_job["retrain-b"]
+    assert world.platform.get_model(MODEL, "3") is None
+    assert world.platform.get_model(MODEL, "latest") is None
+    assert world.platform.list_models("no-such-model") == []
+    assert world.events.types() == ["ModelRegistered", "RunCompleted"]  # only the reachable host's
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 2, failures  # ModelRegistered, then RunCompleted
+    assert all("events could not be published" in m and "retrain-b" in m for m in failures)
+
+
+def test_a_bad_csv_fails_the_job_naming_the_file(world: World) -> None:
+    world.upload_batches("batches/", seed=1)
+    good = world.blobs.get(world.data_container, world.upload_batches("batches/", seed=1, files=1)[0]).decode()
+    header, first, *rest = good.splitlines()
+    broken = "\n".join([header, first, "oops," + first.split(",", 1)[1], *rest]) + "\n"
+    world.blobs.put(world.data_container, "batches/broken.csv", broken.encode(), "text/csv")
+
+    job = world.run(world.request("retrain-broken", "batches/"))
+
+    assert job.status == "failed"
+    assert f"{world.data_container}/batches/broken.csv: line 3, column age: non-numeric value 'oops'" in job.error
+    assert str(world.tmp) not in job.error  # blob locations, not the job's temporary files
+    [failed] = world.events.parsed()
+    assert isinstance(failed, RunStatusChanged) and failed.failed
+    assert (failed.run_id, failed.run_status) == ("retrain-broken", "Failed")
+    assert failed.tags == world.request("retrain-broken", "batches/").lineage_tags()
+    assert "broken.csv" in failed.properties["reactor_error"]
+    log_text = world.blobs.get(f"{world.prefix}-models", "jobs/retrain-broken/log.txt").decode()
+    assert "ml.train: error:" in log_text and "exit 1" in log_text
+    assert world.platform.list_models(MODEL) == []
+
+
+# A host that submits a job and is then killed, its "python" hanging so the job is caught mid-run.
+_HOST = """
+import json, sys, time
+from core.adapters.blob_store import AzureBlobStore
+from core.adapters.local_ml import LocalMLPlatform
+from core.adapters.table_store import TableStateStore
+from core.ml_platform import BlobFolder, RetrainRequest
+args = json.loads(sys.argv[1])
+platform = LocalMLPlatform(TableStateStore.from_connection(args["connection"]),
+                           AzureBlobStore.from_connection(args["connection"]), lambda events: None,
+                           prefix=args["prefix"], python=args["python"])
+platform.submit_retraining(RetrainRequest(args["job"], args["model"], BlobFolder(args["container"], "batches/"),
+                                          args["test_container"], "holdout.csv", "rmse", 0.0, "data",
+                                          correlation_id="c", decision_id="d"))
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kills a process group")
+def test_a_job_of_a_killed_host_is_failed_once(world: World) -> None:
+    world.upload_batches("batches/", seed=1, files=1)
+    hang = world.tmp / "hanging-python"
+    hang.write_text("#!/bin/sh\nexec sleep 60\n")
+    hang.chmod(0o755)
+    args = {"connection": world.connection, "prefix": world.prefix, "python": str(hang), "job": "retrain-killed",
+            "model": MODEL, "container": world.data_container, "test_container": world.test_container}
+    host = subprocess.Popen([sys.executable, "-c", _HOST, json.dumps(args)], cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (job := world.platform.get_job("retrain-killed")) is None or job.status != "running":
+            assert time.monotonic() < deadline and host.poll() is None, "the host never ran the job"
+            time.sleep(0.05)
+    finally:
+        os.killpg(host.pid, signal.SIGKILL)  # the host and its hanging step, as a crash would leave them
+        host.wait()
+
+    rival_events = PublishedEvents()
+    rival = world.new_platform(rival_events)
+    failed = world.platform.get_job("retrain-killed")
+    again = rival.get_job("retrain-killed")
+
+    assert failed is not None and again is not None
+    assert (failed.status, failed.error) == ("failed", STALE_ERROR)
+    assert (again.status, again.error) == ("failed", STALE_ERROR)
+    [event] = world.events.parsed()
+    assert isinstance(event, RunStatusChanged) and event.run_status == "Failed"
+    assert (event.run_id, event.tags[TAG_MODEL]) == ("retrain-killed", MODEL)
+    assert rival_events.raw == []
+    assert world.platform.get_job("retrain-killed") == failed
+    assert len(world.events.raw) == 1
