@@ -109,8 +109,9 @@ class Retraining:
             return {"action": "ignored", "reason": f"run status {raw_status!r} is not final"}
         # Where a person reads what happened: the studio link in Azure, the job log locally.
         link = event.properties.get("reactor_log", "") or event.properties.get("studio_url", "")
+        error = event.properties.get("reactor_error", "")[:2000]
         return self.finish_job(model, event.run_id, "canceled" if status == "cancelled" else status,
-                               {**event.tags, "reactor_job_url": link}).outcome()
+                               {**event.tags, "reactor_job_url": link, "reactor_error": error}).outcome()
 
     # -- the timer --------------------------------------------------------------------------
     def tick(self) -> list[Mapping[str, Any]]:

@@ -46,7 +46,8 @@ SETTINGS: dict[str, str] = {
     "REACTOR_AML_WORKSPACE": "Azure ML workspace name.",
     "REACTOR_AML_COMPUTE": "Azure ML compute cluster that runs the retraining pipeline.",
     "REACTOR_AML_EXPERIMENT": "Azure ML experiment the retraining jobs are grouped under.",
-    "REACTOR_AML_DATASTORE": "Azure ML datastore over the storage account that holds the training data.",
+    "REACTOR_AML_DATASTORE": "Azure ML datastore name(s), comma-separated: one per blob container a retraining "
+    "policy reads (training data and test set).",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")

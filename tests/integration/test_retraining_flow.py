@@ -1,0 +1,133 @@
+"""Retraining end to end on the embedded default: data lands in Azurite, the watcher publishes
+BlobCreated, the host's functions batch it into one job, the local platform trains for real and
+its ModelRegistered / RunCompleted / RunStatusChanged come back through the subscriptions."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from core.adapters.local_eventgrid import EventGridEmulator
+from core.bootstrap import Services, build
+from core.settings import Settings
+from embedded.blob_events import blob_created_event
+from ml.sample_data import write_batches, write_holdout
+from tests.conftest import HostProcess, base_env, unique_prefix
+
+pytestmark = pytest.mark.integration
+MODEL = "diabetes"
+
+
+def policy(**overrides: Any) -> str:
+    base = {"container": "data", "prefix": "diabetes/", "test_container": "data",
+            "test_blob": "holdout/diabetes.csv", "window_seconds": 3, "min_new_files": 1,
+            "cooldown_seconds": 0, "metric": "rmse", "min_improvement": 0.0, "monitors": ["diabetes-drift"]}
+    return json.dumps({MODEL: {**base, **overrides}})
+
+
+@pytest.fixture(scope="module")
+def flow(azurite, tmp_path_factory) -> Iterator[tuple[HostProcess, Services, BlobServiceClient, Path]]:
+    env = base_env(azurite.connection_string, unique_prefix())
+    env.update(REACTOR_RETRAIN_POLICIES=policy(), REACTOR_RETRAIN_TICK_SCHEDULE="*/1 * * * * *",
+               REACTOR_ML_PLATFORM="local")
+    host = HostProcess(env, watch=True)
+    services = build(Settings.from_env(env))
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = blobs.get_container_client("data")
+    if not container.exists():
+        container.create_container()
+    data = tmp_path_factory.mktemp("data")
+    container.upload_blob("holdout/diabetes.csv", write_holdout(data / "holdout").read_bytes(), overwrite=True)
+    yield host, services, blobs, data
+    host.stop()
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def retrain_audit(services: Services, action: str) -> list[dict[str, Any]]:
+    return [r for r in services.ledger.audit_records({"model": MODEL}) if r["action"] == action]
+
+
+def upload(blobs: BlobServiceClient, paths: list[Path], prefix: str) -> None:
+    for path in paths:
+        blobs.get_blob_client("data", f"{prefix}{path.name}").upload_blob(path.read_bytes(), overwrite=True)
+
+
+def test_files_in_the_window_make_one_job_and_version_1_arrives(flow) -> None:
+    _host, services, blobs, data = flow
+    upload(blobs, write_batches(data / "first", files=3, rows=120, seed=1), "diabetes/first/")
+    [started] = wait_for("one job to start", lambda: retrain_audit(services, "retrain.started"))
+    assert started["detail"]["files"] == 3 and started["detail"]["reason"] == "data"
+    done = wait_for("the job to finish", lambda: retrain_audit(services, "retrain.completed"))
+    assert done[0]["detail"]["reactor_registered_version"] == "1"
+    registered = wait_for("ModelRegistered at on_model_registered", lambda: [
+        r for r in services.ledger.audit_records({"function": "on_model_registered"})
+        if r["action"] == "event.processed" and r["version"] == "1"])
+    assert registered[0]["model"] == MODEL
+    assert registered[0]["correlation_id"] == started["correlation_id"], "lineage: same decision id"
+    assert len(retrain_audit(services, "retrain.started")) == 1
+
+
+def test_a_poor_batch_keeps_the_champion(flow) -> None:
+    _host, services, blobs, data = flow
+    before = len(retrain_audit(services, "retrain.completed"))
+    upload(blobs, write_batches(data / "poor", files=2, rows=400, seed=2, kind="poor"), "diabetes/poor/")
+    done = wait_for("the poor job to finish",
+                    lambda: retrain_audit(services, "retrain.completed")[before:])
+    assert done[0]["detail"]["reactor_champion_kept"] == "true"
+    assert services.platform.list_models(MODEL)[-1].version == "1"
+
+
+def test_a_bad_csv_fails_the_job_and_releases_the_slot(flow) -> None:
+    _host, services, blobs, _data = flow
+    blobs.get_blob_client("data", "diabetes/bad/broken.csv").upload_blob(b"age,sex\n1,oops\n", overwrite=True)
+    [failed] = wait_for("the failure", lambda: retrain_audit(services, "retrain.failed"))
+    assert "diabetes/bad/broken.csv: bad header: missing columns bmi" in failed["detail"]["reactor_error"]
+    assert services.retraining.state(MODEL)["in_flight_job"] == ""
+    blobs.get_blob_client("data", "diabetes/bad/broken.csv").delete_blob()  # later jobs train cleanly
+
+
+@pytest.fixture(scope="module")
+def burst_host(azurite) -> Iterator[tuple[HostProcess, Services]]:
+    """A host whose window (20 s) outlasts the delivery of the whole burst."""
+    env = base_env(azurite.connection_string, unique_prefix())
+    env.update(REACTOR_RETRAIN_POLICIES=policy(window_seconds=20), REACTOR_RETRAIN_TICK_SCHEDULE="*/1 * * * * *",
+               REACTOR_ML_PLATFORM="local")
+    host = HostProcess(env)
+    yield host, build(Settings.from_env(env))
+    host.stop()
+
+
+def test_200_events_delivered_three_times_shuffled_make_one_job(burst_host) -> None:
+    host, services = burst_host
+    now = datetime.now(timezone.utc)
+    events = [blob_created_event(container="data", name=f"diabetes/burst/{i}.csv", etag=f'"0x{i:x}"', size=100,
+                                 content_type="text/csv", sequence=i, when=now,
+                                 url=f"http://127.0.0.1/devstoreaccount1/data/diabetes/burst/{i}.csv")
+              for i in range(200)]
+    deliveries = events * 3
+    random.Random(7).shuffle(deliveries)
+    assert all(d.ok for d in EventGridEmulator(host.url, batch_size=50).publish(deliveries))
+    [started] = wait_for("the burst's job", lambda: retrain_audit(services, "retrain.started"), timeout=60)
+    assert started["detail"]["trigger_count"] == 200 and started["detail"]["files"] == 200
+    time.sleep(3)
+    assert len(retrain_audit(services, "retrain.started")) == 1
+    duplicates = [r for r in services.ledger.audit_records({"function": "on_blob_created"})
+                  if r["action"] == "event.duplicate"]
+    assert len(duplicates) == 400
