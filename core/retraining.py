@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.coalesce import Coalescer, Pending
 from core.errors import ConflictError, PreconditionFailed, StoreError
 from core.events import BlobCreated, DatasetDriftDetected, Event, RunCompleted, RunEvent, RunStatusChanged
 from core.ledger import AuditRecord, Ledger
@@ -67,7 +67,7 @@ class Retraining:
         self.policies = dict(policies)
         self._table = f"{prefix}retrain"
         self._clock = clock
-        self._locks: dict[str, threading.Lock] = {m: threading.Lock() for m in self.policies}
+        self._changes: Coalescer[Callable[[dict[str, Any]], Any]] = Coalescer(self._apply)
 
     # -- triggers ---------------------------------------------------------------------------
     def on_blob_created(self, event: Event, ctx: Any) -> Mapping[str, Any]:
@@ -251,22 +251,30 @@ class Retraining:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _change(self, model: str, change: Callable[[dict[str, Any]], Any]) -> Any:
-        """Read-modify-write of a model's state under its ETag; None when nothing changed."""
-        with self._locks[model]:  # one writer per process; the ETag guards across processes
-            for attempt in range(50):
-                entity = self._store.get(self._table, model, ROW)
-                state = _defaults() | (dict(entity.props) if entity else {})
-                result = change(state)
-                if result is _UNCHANGED:
-                    return None
-                try:
+        """Read-modify-write of a model's state under its ETag; None when nothing changed.
+        Concurrent changes to one model are applied together in a single write (a burst of
+        files costs one round trip per batch, not per file)."""
+        result = self._changes.run(model, change)
+        return None if result is _UNCHANGED else result
+
+    def _apply(self, model: Hashable, batch: list[Pending[Callable[[dict[str, Any]], Any]]]) -> None:
+        for attempt in range(50):
+            entity = self._store.get(self._table, str(model), ROW)
+            state = _defaults() | (dict(entity.props) if entity else {})
+            results = [p.item(state) for p in batch]  # pure functions of the state: safe to re-apply
+            try:
+                if any(r is not _UNCHANGED for r in results):
                     if entity is None:
-                        self._store.insert(self._table, model, ROW, state)
+                        self._store.insert(self._table, str(model), ROW, state)
                     else:
-                        self._store.update(self._table, model, ROW, state, entity.etag)
-                    return result
-                except (PreconditionFailed, ConflictError):
-                    time.sleep(0.005 * (attempt + 1))  # another instance changed it: read again
+                        self._store.update(self._table, str(model), ROW, state, entity.etag)
+            except (PreconditionFailed, ConflictError):
+                time.sleep(0.005 * (attempt + 1))  # another instance changed it: read again, apply again
+                continue
+            for p, r in zip(batch, results, strict=True):
+                p.result = r
+                p.settle()
+            return
         raise StoreError(f"retraining state of {model} kept changing; gave up after 50 attempts")
 
     def _audit(self, d: Decision) -> None:

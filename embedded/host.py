@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -61,9 +62,12 @@ def decode_event(item: Any, index: int) -> Any:
 
 
 class LocalHost:
-    def __init__(self, app: func.FunctionApp, keys: HostKeys) -> None:
+    def __init__(self, app: func.FunctionApp, keys: HostKeys, workers: int = 32) -> None:
         self.index = FunctionIndex(app)
         self.keys = keys
+        # The Event Grid extension starts one invocation per event of a delivery and awaits them
+        # all; the Python worker runs them on its thread pool. So does this host.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invocation")
 
     # -- Event Grid -----------------------------------------------------------------------
     def eventgrid(self, function: str, event_type: str, content_type: str, body: bytes) -> dict[str, Any] | None:
@@ -78,8 +82,13 @@ class LocalHost:
             raise Problem(400, "Unknown aeg-event-type", f"got {event_type!r}; expected Notification or "
                           "SubscriptionValidation", "aeg-event-type")
         events = [decode_event(item, i) for i, item in enumerate(items)]
-        for event in events:
-            fn.call(**{fn.arg_name: event})
+        if len(events) == 1:
+            fn.call(**{fn.arg_name: events[0]})
+            return None
+        invocations = [self._pool.submit(fn.call, **{fn.arg_name: event}) for event in events]
+        wait(invocations)
+        for invocation in invocations:
+            invocation.result()  # a function that raised fails the delivery, as on the real host
         return None
 
     # -- HTTP functions -------------------------------------------------------------------
