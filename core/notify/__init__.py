@@ -1,0 +1,1 @@
+"""Notifications: what alerting and the other services hand over to be delivered to people."""
