@@ -1,85 +1,157 @@
-"""``make demo``: the loop on one machine, narrated.
+"""``make demo``: the loop on one machine, narrated, then stopped.
 
-Starts Azurite (in memory) and the local host, uploads a CSV into the data container,
-and follows the BlobCreated event from the blob watcher through the subscription to
-``on_blob_created`` and into the ledger; then delivers the same event again to show that
-it is recorded once. Stops everything it started.
+Starts Azurite (in memory), the local Functions host, the blob watcher and the local ML
+platform; then:
+  1. uploads three CSV files within one batching window -> one retraining job -> model
+     version 1 registered -> ModelRegistered arrives at ``on_model_registered``;
+  2. delivers an event again (Event Grid is at-least-once) -> recorded once;
+  3. uploads a poor-quality batch -> the challenger loses -> the champion is kept;
+and prints the timeline from the audit trail.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
-from core.bootstrap import Services, build
-from core.settings import Settings
-from embedded.stack import Stack
-
 T0 = time.monotonic()
+MODEL = "diabetes"
+DEMO_SETTINGS = {
+    "REACTOR_RETRAIN_POLICIES": json.dumps({MODEL: {
+        "container": "data", "prefix": "diabetes/", "test_container": "data", "test_blob": "holdout/diabetes.csv",
+        "window_seconds": 5, "min_new_files": 1, "cooldown_seconds": 0, "metric": "rmse", "min_improvement": 0.0,
+        "monitors": ["diabetes-drift"]}}),
+    "REACTOR_RETRAIN_TICK_SCHEDULE": "*/1 * * * * *",
+    "REACTOR_ML_PLATFORM": "local",
+    "REACTOR_LOG_LEVEL": "WARNING",
+}
 
 
 def say(step: str, detail: str = "") -> None:
     print(f"[{time.monotonic() - T0:6.2f}s] {step}{'  ' + detail if detail else ''}", flush=True)
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = probe()
         if found:
             return found
-        time.sleep(0.1)
+        time.sleep(0.2)
     raise TimeoutError(f"demo: gave up waiting for {what}")
 
 
-def sample_csv(rows: int = 20) -> bytes:
-    header = "age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,y"
-    lines = [header] + [",".join(f"{(i * 7 + j) % 13 / 100:.3f}" for j in range(10)) + f",{100 + i}"
-                        for i in range(rows)]
-    return ("\n".join(lines) + "\n").encode()
+class Demo:
+    def __init__(self, services: Any, blobs: Any, stack: Any, workdir: Path) -> None:
+        self.services, self.blobs, self.stack, self.workdir = services, blobs, stack, workdir
+
+    def audit(self, action: str, **where: str) -> list[dict[str, Any]]:
+        return [r for r in self.services.ledger.audit_records(where or None) if r["action"] == action]
+
+    def upload(self, paths: list[Path], prefix: str) -> None:
+        for path in paths:
+            self.blobs.get_blob_client("data", f"{prefix}{path.name}").upload_blob(path.read_bytes(), overwrite=True)
+            say("uploaded", f"data/{prefix}{path.name} ({path.stat().st_size} bytes)")
+
+    def first_model(self) -> dict[str, Any]:
+        from ml.sample_data import write_batches
+
+        self.upload(write_batches(self.workdir / "good", files=3, rows=150, seed=11), "diabetes/2026-11-22/")
+        arrived = wait_for("three BlobCreated events at on_blob_created", lambda: _at_least([
+            r for r in self.audit("event.processed", function="on_blob_created")
+            if r["detail"].get("action") == "coalesced"], 3))
+        say(f"{len(arrived)} BlobCreated events arrived at on_blob_created and joined one batching window")
+        [started] = wait_for("the window to close", lambda: self.audit("retrain.started"))
+        say("window closed: ONE retraining job started", f"{started['detail']['job']} "
+            f"({started['detail']['files']} files, reason {started['detail']['reason']})")
+        [done] = wait_for("the job to finish", lambda: self.audit("retrain.completed"))
+        say("job completed: challenger passed evaluation", f"registered version "
+            f"{done['detail'].get('reactor_registered_version')}")
+        [registered] = wait_for("ModelRegistered at on_model_registered", lambda: [
+            r for r in self.audit("event.processed", function="on_model_registered") if r["version"] == "1"])
+        say("ModelRegistered arrived at on_model_registered", f"{registered['model']}:{registered['version']}, "
+            f"correlation {registered['correlation_id'][:12]} = the retrain decision")
+        return started
+
+    def redelivery(self) -> None:
+        from embedded.blob_events import BlobWatcher
+
+        before = len(self.audit("event.duplicate"))
+        BlobWatcher(self.blobs, self.stack.eventgrid.publish).poll()  # a fresh watcher: same ids again
+        wait_for("the duplicates", lambda: len(self.audit("event.duplicate")) > before)
+        say("redelivered every blob event (at-least-once): all skipped as duplicates, nothing retrained")
+
+    def poor_batch(self) -> None:
+        from ml.sample_data import write_batches
+
+        self.upload(write_batches(self.workdir / "poor", files=1, rows=900, seed=12, kind="poor"),
+                    "diabetes/2026-11-23/")
+        done = wait_for("the second job", lambda: self.audit("retrain.completed")[1:])
+        kept = done[0]["detail"].get("reactor_champion_kept") == "true"
+        say("second job completed: challenger LOST, champion kept" if kept else "second job completed",
+            done[0]["detail"].get("reactor_verdict_reason", ""))
+
+    def timeline(self) -> None:
+        print("\ntimeline (audit trail):")
+        start = None
+        for r in self.services.ledger.audit_records():
+            if r["action"] in ("event.duplicate", "event.in_flight"):
+                continue
+            at = _seconds(r["at"])
+            start = start if start is not None else at
+            d = r["detail"]
+            what = r["function"] or r["model"]
+            kind = r["event_type"].rsplit(".", 1)[-1]
+            extra = " ".join(str(x) for x in (kind, d.get("action"), d.get("job") or d.get("reason")) if x)
+            print(f"  +{at - start:6.2f}s  {r['action']:<18} {what:<22} {r['version'] or '':>3}  {extra}")
+
+
+def _at_least(items: list[Any], n: int) -> list[Any]:
+    return items if len(items) >= n else []
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def run() -> None:
+    for key, value in DEMO_SETTINGS.items():
+        os.environ.setdefault(key, value)
+    from azure.storage.blob import BlobServiceClient
+
+    from core.bootstrap import build
+    from core.settings import Settings
+    from embedded.stack import Stack
+    from ml.sample_data import write_holdout
+
     stack = Stack(port=int(os.environ.get("REACTOR_DEMO_PORT", "7072")), azurite_mode="memory")
-    say("starting Azurite (in memory) and the local Functions host")
+    say("starting Azurite (in memory), the local Functions host, the blob watcher and the local ML platform")
     stack.start()
     try:
         say("host ready", stack.url)
         services = build(Settings.from_env(os.environ))
-        from azure.storage.blob import BlobServiceClient
-
         blobs = BlobServiceClient.from_connection_string(os.environ["REACTOR_STORAGE_CONNECTION"])
-        container = blobs.get_container_client(services.settings.data_container)
-        container.create_container()
-        name = f"incoming/diabetes-{int(time.time())}.csv"
-        container.upload_blob(name, sample_csv(), overwrite=True)
-        say("uploaded a CSV with the storage SDK", f"{services.settings.data_container}/{name}")
-        record = wait_for("on_blob_created to record the event",
-                          lambda: [r for r in services.ledger.audit_records({"function": "on_blob_created"})
-                                   if r["action"] == "event.processed"])
-        first = record[0]
-        say("BlobCreated arrived at on_blob_created and was recorded",
-            f"event {first['event_id']} correlation {first['correlation_id'][:12]}")
-        say("delivering the same event again (Event Grid is at-least-once)")
-        from embedded.blob_events import BlobWatcher
-
-        BlobWatcher(blobs, stack.eventgrid.publish).poll()  # a fresh watcher re-publishes: same event id
-        trail = wait_for("the duplicate to be seen", lambda: _trail_if_complete(services, first["event_id"]))
-        for row in trail:
-            say(f"  audit: {row['action']:<16}", f"{row['function']} event {row['event_id']}")
-        processed = sum(1 for r in trail if r["action"] == "event.processed")
-        say(f"recorded once: {processed} processed, {len(trail) - processed} duplicate(s) skipped")
+        blobs.create_container("data")
+        with TemporaryDirectory() as tmp:
+            holdout = write_holdout(Path(tmp) / "holdout")
+            blobs.get_blob_client("data", "holdout/diabetes.csv").upload_blob(holdout.read_bytes())
+            say("uploaded the fixed held-out set", "data/holdout/diabetes.csv (not training data)")
+            demo = Demo(services, blobs, stack, Path(tmp))
+            demo.first_model()
+            demo.redelivery()
+            demo.poor_batch()
+            demo.timeline()
     finally:
         stack.stop()
-        say("stopped the host and Azurite")
-
-
-def _trail_if_complete(services: Services, event_id: str) -> list[dict[str, Any]]:
-    trail = services.ledger.audit_records({"event_id": event_id})
-    return trail if len(trail) >= 2 else []
+        say("stopped the host, the platform and Azurite")
 
 
 def main() -> int:

@@ -14,11 +14,16 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_demo_shows_the_upload_recorded_once() -> None:
+def test_demo_runs_the_retraining_loop() -> None:
     env = {**os.environ, "REACTOR_DEMO_PORT": str(free_port())}
     out = subprocess.run([sys.executable, "-m", "embedded.demo"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "BlobCreated arrived at on_blob_created and was recorded" in out.stdout
-    assert "recorded once: 1 processed, 1 duplicate(s) skipped" in out.stdout
-    assert "stopped the host and Azurite" in out.stdout
+    text = out.stdout
+    assert "3 BlobCreated events arrived at on_blob_created and joined one batching window" in text
+    assert "window closed: ONE retraining job started" in text and "(3 files, reason data)" in text
+    assert "registered version 1" in text and "ModelRegistered arrived at on_model_registered  diabetes:1" in text
+    assert "all skipped as duplicates, nothing retrained" in text
+    assert "challenger LOST, champion kept" in text
+    assert text.count("retrain.started") == 2, "one job per batch of data, no more"
+    assert "stopped the host, the platform and Azurite" in text

@@ -5,7 +5,10 @@ its ModelRegistered / RunCompleted / RunStatusChanged come back through the subs
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from azure.storage.blob import BlobServiceClient
 
 from core.adapters.local_eventgrid import EventGridEmulator
@@ -20,7 +24,7 @@ from core.bootstrap import Services, build
 from core.settings import Settings
 from embedded.blob_events import blob_created_event
 from ml.sample_data import write_batches, write_holdout
-from tests.conftest import HostProcess, base_env, unique_prefix
+from tests.conftest import ROOT, HostProcess, base_env, unique_prefix
 
 pytestmark = pytest.mark.integration
 MODEL = "diabetes"
@@ -101,6 +105,27 @@ def test_a_bad_csv_fails_the_job_and_releases_the_slot(flow) -> None:
     assert "diabetes/bad/broken.csv: bad header: missing columns bmi" in failed["detail"]["reactor_error"]
     assert services.retraining.state(MODEL)["in_flight_job"] == ""
     blobs.get_blob_client("data", "diabetes/bad/broken.csv").delete_blob()  # later jobs train cleanly
+
+
+def test_reactor_retrain_and_the_http_contract(flow) -> None:
+    host, services, _blobs, _data = flow
+    key = host.env["LOCAL_FUNCTION_KEYS"].split(",")[0].partition(":")[2]
+    cli = [sys.executable, "-m", "cli.reactor", "--url", host.url]
+    env = {**os.environ, "REACTOR_KEY": key}
+    wait_for("no job in flight", lambda: not services.retraining.state(MODEL)["in_flight_job"])
+    out = subprocess.run([*cli, "retrain", MODEL, "--reason", "cli test"], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "started" in out.stdout
+    manual = [r for r in retrain_audit(services, "retrain.started") if r["detail"]["reason"] == "manual"]
+    assert manual and "function-key: cli test" in manual[-1]["detail"]["manual"]
+    unknown = subprocess.run([*cli, "retrain", "nope"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "Unknown model" in unknown.stderr
+    missing = requests.post(f"{host.url}/api/retrain", json={"model": MODEL}, headers={"x-functions-key": key},
+                            timeout=30)
+    assert missing.status_code == 400 and missing.json()["field"] == "reason"
+    assert missing.headers["Content-Type"] == "application/problem+json"
+    assert requests.post(f"{host.url}/api/retrain", json={}, timeout=30).status_code == 401
 
 
 @pytest.fixture(scope="module")
