@@ -14,7 +14,7 @@ help:
 	@echo "make test   - install everything, lint, type-check and run the whole test suite"
 	@echo "make demo   - install everything and run the end-to-end demo (stops by itself)"
 	@echo "make dev    - install everything and run the local stack on http://127.0.0.1:7071 (Ctrl-C stops)"
-	@echo "make bench  - performance figures (cold start, intake)"
+	@echo "make bench  - performance figures (cold start, intake, table writes, burst coalescing)"
 
 setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
@@ -55,6 +55,9 @@ dev: setup
 bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/intake.py
+	$(PY) bench/intake.py --clients 2 --batch 100 --events 3000
+	$(PY) bench/store_writes.py
+	$(PY) bench/burst.py --events 10000 --window 150
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .azurite .pytest_cache .mypy_cache .ruff_cache
