@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -193,4 +194,10 @@ def _identity(raw: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _encode(raw: Any) -> bytes:
-    return json.dumps(raw, default=str, ensure_ascii=False).encode()
+    """The payload as it arrived, for replay; what JSON cannot hold is kept as text."""
+    try:
+        return json.dumps(raw, default=str, ensure_ascii=False).encode()
+    except (RecursionError, ValueError):
+        shallow = reprlib.Repr()  # bounded depth: a plain repr() recurses as deep as json did
+        shallow.maxlevel, shallow.maxdict, shallow.maxlist, shallow.maxstring = 50, 1000, 1000, 100_000
+        return json.dumps({"unencodable_payload": shallow.repr(raw)}).encode()

@@ -59,6 +59,8 @@ def decode_event(item: Any, index: int) -> Any:
         return EventGridEventInConverter.decode(meta.Datum(json.dumps(item), "json"), trigger_metadata={})
     except (ValueError, TypeError) as exc:
         raise Problem(400, "Event cannot be decoded", f"item {index}: {exc}", f"[{index}]") from None
+    except RecursionError:
+        raise Problem(400, "Event nested too deeply", f"item {index}", f"[{index}]") from None
 
 
 class LocalHost:
@@ -139,6 +141,9 @@ def _json(body: bytes) -> Any:
         raise Problem(400, "Body is not UTF-8", str(exc), "body") from None
     except ValueError as exc:
         raise Problem(400, "Malformed JSON", str(exc), "body") from None
+    except RecursionError:
+        raise Problem(400, "JSON nested too deeply", "the body nests arrays or objects too deeply to read",
+                      "body") from None
 
 
 def _json_array(body: bytes) -> list[Any]:

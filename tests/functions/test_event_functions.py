@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -183,3 +184,13 @@ def test_invalid_event_replays_still_invalid_and_stays_pending(services: Service
     assert still is not None and still.status == "pending"
     with pytest.raises(KeyError):
         services.intake.replay("on_model_registered/nope", actor="ops")
+
+
+def test_deeply_nested_data_is_dead_lettered_not_raised(services: Services) -> None:
+    raw = sample("ModelRegistered")
+    deep: Any = "leaf"
+    for _ in range(5000):
+        deep = [deep]
+    raw["data"]["ModelProperties"] = deep
+    receipt = services.intake.receive("on_model_registered", raw)
+    assert receipt.status == "dead_lettered" and receipt.detail["field"] == "data.ModelProperties"
