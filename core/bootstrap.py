@@ -49,7 +49,7 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     configure(settings.log_level)
     platform = platform or LazyPlatform(lambda: _platform(settings, store, blobs))
     retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
-                            clock=clock)
+                            clock=clock, code_version=settings.code_version)
     handlers: dict[type[Event], EventHandler] = {
         BlobCreated: retraining.on_blob_created, DatasetDriftDetected: retraining.on_drift,
         RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event}

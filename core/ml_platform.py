@@ -10,7 +10,7 @@ is get-or-create.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -64,10 +64,24 @@ class RetrainRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def lineage_tags(self) -> dict[str, str]:
-        """Tags for the job (and, through the pipeline, the model it registers)."""
+        """Tags for the job (and, through the pipeline, the model it registers). Tag values are
+        short (Azure ML caps them), so they name the first triggers; the audit trail has all."""
         return {**self.tags, TAG_CORRELATION: self.correlation_id, TAG_DECISION: self.decision_id,
                 TAG_MODEL: self.model_name, TAG_REASON: self.reason,
-                "reactor_new_files": str(len(self.new_data))}
+                "reactor_new_files": str(len(self.new_data)),
+                "reactor_trigger_events": _joined(d.event_id for d in self.new_data),
+                "reactor_data_etags": _joined(f"{d.url.rsplit('/', 1)[-1]}@{d.etag.strip(chr(34))}"
+                                              for d in self.new_data)}
+
+
+def _joined(items: Iterable[str], limit: int = 240) -> str:
+    text = ""
+    for item in items:
+        candidate = f"{text},{item}" if text else item
+        if len(candidate) > limit:
+            return text + ",..."
+        text = candidate
+    return text
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,9 @@ _UNCHANGED = object()
 
 class Retraining:
     def __init__(self, store: StateStore, ledger: Ledger, platform: MLPlatform | None,
-                 policies: Mapping[str, RetrainPolicy], *, prefix: str, clock: Clock) -> None:
+                 policies: Mapping[str, RetrainPolicy], *, prefix: str, clock: Clock,
+                 code_version: str = "dev") -> None:
+        self._code_version = code_version
         self._store = store
         self._ledger = ledger
         self._platform = platform
@@ -197,7 +199,8 @@ class Retraining:
                      for d in pending if d.get("url"))
         return RetrainRequest(job, policy.model, BlobFolder(policy.container, policy.prefix), policy.test_container,
                               policy.test_blob, policy.metric, policy.min_improvement, reason,
-                              correlation_id=decision_id, decision_id=decision_id, new_data=data)
+                              correlation_id=decision_id, decision_id=decision_id, new_data=data,
+                              tags={"reactor_code_version": self._code_version})
 
     # -- starting, finishing, repairing ---------------------------------------------------
     def _try_start(self, policy: RetrainPolicy, trigger: Decision | None) -> Decision:

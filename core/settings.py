@@ -39,6 +39,7 @@ SETTINGS: dict[str, str] = {
     "window, thresholds, cooldown, metric, drift monitors). Empty: nothing is retrained automatically.",
     "REACTOR_RETRAIN_TICK_SCHEDULE": "NCRONTAB schedule of the timer that closes batching windows and repairs "
     "lost submits and outcomes.",
+    "REACTOR_CODE_VERSION": "The code version being run (the git commit in Azure); retraining jobs carry it.",
     "REACTOR_ML_PLATFORM": "Which ML platform runs jobs: 'azure' (Azure ML) or 'local' (the embedded default).",
     "REACTOR_LOCAL_EVENTGRID_URL": "Local platform only: the Functions host its events are delivered to.",
     "REACTOR_AML_SUBSCRIPTION_ID": "Azure ML workspace subscription id (REACTOR_ML_PLATFORM=azure).",
@@ -124,6 +125,7 @@ class Settings:
     log_level: str
     retrain_policies: Mapping[str, RetrainPolicy]
     retrain_tick_schedule: str
+    code_version: str
     ml_platform: str
     local_eventgrid_url: str
     aml: Mapping[str, str]
@@ -142,6 +144,7 @@ class Settings:
             log_level=r.choice("REACTOR_LOG_LEVEL", "INFO", _LEVELS),
             retrain_policies=r.policies("REACTOR_RETRAIN_POLICIES"),
             retrain_tick_schedule=r.text("REACTOR_RETRAIN_TICK_SCHEDULE", "*/10 * * * * *", _NCRONTAB),
+            code_version=r.raw("REACTOR_CODE_VERSION", "dev")[:64] or "dev",
             ml_platform=r.choice("REACTOR_ML_PLATFORM", "LOCAL", ("LOCAL", "AZURE")).lower(),
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},

@@ -107,6 +107,9 @@ param retrainPolicies object = {}
 @description('REACTOR_RETRAIN_TICK_SCHEDULE: NCRONTAB (six fields, seconds first) of the retraining timer. Each tick wakes an instance: once a minute by default (the local default of the app, every 10 s, would keep an instance busy).')
 param retrainTickSchedule string = '0 * * * * *'
 
+@description('REACTOR_CODE_VERSION: the commit being deployed (the workflow passes the git SHA); retraining jobs carry it as lineage.')
+param codeVersion string = 'unknown'
+
 @description('REACTOR_AML_COMPUTE: existing compute cluster of the workspace that runs the retraining pipeline.')
 param amlComputeName string
 
@@ -297,6 +300,7 @@ var reactorSettings = {
   REACTOR_LOG_LEVEL: logLevel
   REACTOR_RETRAIN_POLICIES: string(retrainPolicies)
   REACTOR_RETRAIN_TICK_SCHEDULE: retrainTickSchedule
+  REACTOR_CODE_VERSION: codeVersion
   // Azure ML through the app's identity (AzureML Data Scientist on the workspace, ml-access.bicep).
   REACTOR_ML_PLATFORM: 'azure'
   REACTOR_AML_SUBSCRIPTION_ID: subscription().subscriptionId

@@ -25,6 +25,7 @@ from core.settings import Settings
 from embedded.blob_events import blob_created_event
 from ml.sample_data import write_batches, write_holdout
 from tests.conftest import ROOT, HostProcess, base_env, unique_prefix
+from tests.payloads import sample
 
 pytestmark = pytest.mark.integration
 MODEL = "diabetes"
@@ -126,6 +127,24 @@ def test_reactor_retrain_and_the_http_contract(flow) -> None:
     assert missing.status_code == 400 and missing.json()["field"] == "reason"
     assert missing.headers["Content-Type"] == "application/problem+json"
     assert requests.post(f"{host.url}/api/retrain", json={}, timeout=30).status_code == 401
+
+
+def test_drift_starts_a_job_and_a_trigger_during_it_makes_exactly_one_follow_up(flow) -> None:
+    host, services, blobs, data = flow
+    wait_for("no job in flight", lambda: not services.retraining.state(MODEL)["in_flight_job"])
+    before = len(retrain_audit(services, "retrain.started"))
+    drift = sample("DatasetDriftDetected")
+    drift["data"]["DataDriftName"] = "diabetes-drift"
+    assert all(d.ok for d in EventGridEmulator(host.url).publish([drift]))
+    [by_drift] = wait_for("the drift job", lambda: retrain_audit(services, "retrain.started")[before:])
+    assert by_drift["detail"]["reason"] == "drift" and by_drift["detail"]["triggers"] == [drift["id"]]
+    upload(blobs, write_batches(data / "during", files=1, rows=120, seed=5), "diabetes/during/")
+    wait_for("the trigger to queue", lambda: retrain_audit(services, "retrain.queued"))
+    follow = wait_for("one follow-up job", lambda: retrain_audit(services, "retrain.started")[before + 1:])
+    assert follow[0]["detail"]["reason"] == "data" and follow[0]["detail"]["files"] == 1
+    wait_for("the follow-up to finish", lambda: not services.retraining.state(MODEL)["in_flight_job"])
+    time.sleep(4)  # windows and ticks pass: nothing else starts
+    assert len(retrain_audit(services, "retrain.started")) == before + 2
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from core.adapters.blob_store import AzureBlobStore
+from core.adapters.table_store import TableStateStore
 from core.events import parse_event
 from core.ledger import Ledger
 from core.ml_platform import Job, ModelVersion, RetrainRequest
@@ -52,15 +54,22 @@ class RecordingPlatform:
         return self.jobs[name]
 
 
-@pytest.fixture
-def world():
+@pytest.fixture(params=["memory", "azurite"])
+def world(request):
+    """The same policy tests on the in-memory fake and on real Table Storage (Azurite)."""
     clock = Clock()
-    store = MemoryStateStore()
-    ledger = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60)
+    if request.param == "memory":
+        store, blobs, prefix = MemoryStateStore(), MemoryBlobStore(), "t"
+    else:
+        env = request.getfixturevalue("env")
+        store = TableStateStore.from_connection(env["REACTOR_STORAGE_CONNECTION"])
+        blobs = AzureBlobStore.from_connection(env["REACTOR_STORAGE_CONNECTION"])
+        prefix = env["REACTOR_TABLE_PREFIX"]
+    ledger = Ledger(store, blobs, prefix=prefix, container=f"{prefix}-internal", clock=clock, lease_seconds=60)
     platform = RecordingPlatform()
     policies, problems = parse_policies(json.dumps(POLICY))
     assert problems == []
-    return Retraining(store, ledger, platform, policies, prefix="t", clock=clock), platform, clock, ledger
+    return Retraining(store, ledger, platform, policies, prefix=prefix, clock=clock), platform, clock, ledger
 
 
 def blob(name: str = "diabetes/batch.csv", size: int = 100) -> Any:
@@ -195,7 +204,8 @@ def test_lost_outcome_event_is_repaired_by_the_timer(world) -> None:
 
 def test_two_instances_racing_start_one_job(world) -> None:
     retraining, platform, clock, ledger = world
-    twin = Retraining(retraining._store, ledger, platform, retraining.policies, prefix="t", clock=clock)
+    prefix = ledger.events_table.removesuffix("events")
+    twin = Retraining(retraining._store, ledger, platform, retraining.policies, prefix=prefix, clock=clock)
     barrier = threading.Barrier(2)
     results: list[str] = []
 
