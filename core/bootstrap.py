@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.adapters.blob_store import AzureBlobStore
 from core.adapters.table_store import TableStateStore
@@ -21,6 +22,9 @@ from core.ml_platform import Job, MLPlatform, ModelVersion, RetrainRequest
 from core.ports import BlobStore, Clock, StateStore, utcnow
 from core.retraining import Retraining
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.notify.outbox import Outbox
 from core.sources import SourcePolicy
 
 
@@ -33,6 +37,7 @@ class Services:
     intake: Intake
     retraining: Retraining
     platform: MLPlatform
+    outbox: Outbox
 
 
 _lock = threading.Lock()
@@ -53,7 +58,13 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     handlers: dict[type[Event], EventHandler] = {
         BlobCreated: retraining.on_blob_created, DatasetDriftDetected: retraining.on_drift,
         RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event}
-    return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform)
+    from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
+    from core.notify.send import Sender
+
+    outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
+                    send=Sender(timeout=10))  # the outbox's 60 s lease outlasts the 10 s timeout
+    return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
+                    outbox)
 
 
 def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlatform:

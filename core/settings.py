@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from core.errors import SettingsError
+from core.notify.routing import Routes, parse_routes
 from core.retrain_policy import RetrainPolicy, parse_policies
 
 T = TypeVar("T")
@@ -40,6 +41,10 @@ SETTINGS: dict[str, str] = {
     "REACTOR_RETRAIN_TICK_SCHEDULE": "NCRONTAB schedule of the timer that closes batching windows and repairs "
     "lost submits and outcomes.",
     "REACTOR_CODE_VERSION": "The code version being run (the git commit in Azure); retraining jobs carry it.",
+    "REACTOR_NOTIFY_ROUTES": "JSON: notification receivers (type, optional API url), routes (severity/match/"
+    "match_re/continue) and a default receiver. Each receiver's URL or key is the secret setting "
+    "REACTOR_NOTIFY_SECRET_<NAME> (a Key Vault reference in Azure). Empty: stored, sent nowhere.",
+    "REACTOR_OUTBOX_DRAIN_SCHEDULE": "NCRONTAB schedule of the timer that delivers stored notifications.",
     "REACTOR_ML_PLATFORM": "Which ML platform runs jobs: 'azure' (Azure ML) or 'local' (the embedded default).",
     "REACTOR_LOCAL_EVENTGRID_URL": "Local platform only: the Functions host its events are delivered to.",
     "REACTOR_AML_SUBSCRIPTION_ID": "Azure ML workspace subscription id (REACTOR_ML_PLATFORM=azure).",
@@ -91,6 +96,11 @@ class _Reader:
         self.problems += problems
         return policies
 
+    def routes(self, name: str) -> Routes:
+        routes, problems = parse_routes(self.raw(name), self.env)
+        self.problems += problems
+        return routes
+
     def csv(self, name: str, required: bool) -> tuple[str, ...]:
         items = tuple(p.strip() for p in self.raw(name).split(",") if p.strip())
         if required and not items:
@@ -126,6 +136,8 @@ class Settings:
     retrain_policies: Mapping[str, RetrainPolicy]
     retrain_tick_schedule: str
     code_version: str
+    notify_routes: Routes
+    outbox_drain_schedule: str
     ml_platform: str
     local_eventgrid_url: str
     aml: Mapping[str, str]
@@ -145,6 +157,8 @@ class Settings:
             retrain_policies=r.policies("REACTOR_RETRAIN_POLICIES"),
             retrain_tick_schedule=r.text("REACTOR_RETRAIN_TICK_SCHEDULE", "*/10 * * * * *", _NCRONTAB),
             code_version=r.raw("REACTOR_CODE_VERSION", "dev")[:64] or "dev",
+            notify_routes=r.routes("REACTOR_NOTIFY_ROUTES"),
+            outbox_drain_schedule=r.text("REACTOR_OUTBOX_DRAIN_SCHEDULE", "*/30 * * * * *", _NCRONTAB),
             ml_platform=r.choice("REACTOR_ML_PLATFORM", "LOCAL", ("LOCAL", "AZURE")).lower(),
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},

@@ -107,6 +107,12 @@ param retrainPolicies object = {}
 @description('REACTOR_RETRAIN_TICK_SCHEDULE: NCRONTAB (six fields, seconds first) of the retraining timer. Each tick wakes an instance: once a minute by default (the local default of the app, every 10 s, would keep an instance busy).')
 param retrainTickSchedule string = '0 * * * * *'
 
+@description('REACTOR_NOTIFY_ROUTES: notification receivers and routes (see local.settings.sample.json). Receiver secrets go in reactorSecretSettings as Key Vault references (REACTOR_NOTIFY_SECRET_<NAME>).')
+param notifyRoutes object = {}
+
+@description('REACTOR_OUTBOX_DRAIN_SCHEDULE: NCRONTAB of the timer that delivers stored notifications.')
+param outboxDrainSchedule string = '*/30 * * * * *'
+
 @description('REACTOR_CODE_VERSION: the commit being deployed (the workflow passes the git SHA); retraining jobs carry it as lineage.')
 param codeVersion string = 'unknown'
 
@@ -301,6 +307,8 @@ var reactorSettings = {
   REACTOR_RETRAIN_POLICIES: string(retrainPolicies)
   REACTOR_RETRAIN_TICK_SCHEDULE: retrainTickSchedule
   REACTOR_CODE_VERSION: codeVersion
+  REACTOR_NOTIFY_ROUTES: string(notifyRoutes)
+  REACTOR_OUTBOX_DRAIN_SCHEDULE: outboxDrainSchedule
   // Azure ML through the app's identity (AzureML Data Scientist on the workspace, ml-access.bicep).
   REACTOR_ML_PLATFORM: 'azure'
   REACTOR_AML_SUBSCRIPTION_ID: subscription().subscriptionId
