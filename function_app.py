@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from functions import events, health, notifications, retraining
+from functions import alerts, events, health, notifications, retraining
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(events.bp)
 app.register_functions(health.bp)
 app.register_functions(retraining.bp)
 app.register_functions(notifications.bp)
+app.register_functions(alerts.bp)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from core.adapters.blob_store import AzureBlobStore
 from core.adapters.table_store import TableStateStore
+from core.alerting import Alerting
+from core.alerting.sources import MemorySource, MetricsSource
 from core.events import BlobCreated, DatasetDriftDetected, Event, RunCompleted, RunStatusChanged
 from core.intake import EventHandler, Intake
 from core.ledger import Ledger
@@ -38,6 +40,7 @@ class Services:
     retraining: Retraining
     platform: MLPlatform
     outbox: Outbox
+    alerting: Alerting
 
 
 _lock = threading.Lock()
@@ -63,8 +66,19 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
 
     outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
                     send=Sender(timeout=10))  # the outbox's 60 s lease outlasts the 10 s timeout
+    alerting = Alerting(store, ledger, outbox, _metrics_source(settings), settings.alert_rules,
+                        prefix=settings.table_prefix, clock=clock, retrain=retraining.request)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox)
+                    outbox, alerting)
+
+
+def _metrics_source(settings: Settings) -> MetricsSource:
+    if settings.alerts_source == "azure":
+        from core.adapters.azure_monitor import AzureMonitorSource  # its SDKs load on the first query
+
+        return AzureMonitorSource(metrics_endpoint=settings.alerts_metrics_endpoint,
+                                  max_concurrency=settings.alerts_max_concurrency)
+    return MemorySource()
 
 
 def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlatform:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.alerting.rules import AlertingConfig, load_alerting
 from core.errors import SettingsError
 from core.notify.routing import Routes, parse_routes
 from core.retrain_policy import RetrainPolicy, parse_policies
@@ -45,6 +46,14 @@ SETTINGS: dict[str, str] = {
     "match_re/continue) and a default receiver. Each receiver's URL or key is the secret setting "
     "REACTOR_NOTIFY_SECRET_<NAME> (a Key Vault reference in Azure). Empty: stored, sent nowhere.",
     "REACTOR_OUTBOX_DRAIN_SCHEDULE": "NCRONTAB schedule of the timer that delivers stored notifications.",
+    "REACTOR_ALERT_RULES": "Alert rules and alert routing as JSON (rules, group_by, group_wait, group_interval, "
+    "repeat_interval, send_resolved, inhibit_rules), or the path of a file holding it. Empty: no rules "
+    "(Azure Monitor alerts posted to /api/alerts/azure-monitor are still handled).",
+    "REACTOR_ALERTS_TICK_SCHEDULE": "NCRONTAB schedule of the timer that evaluates alert rules and flushes groups.",
+    "REACTOR_ALERTS_SOURCE": "Where rule values come from: 'azure' (Azure Monitor) or 'local' (in memory).",
+    "REACTOR_ALERTS_METRICS_ENDPOINT": "Regional Azure Monitor metrics endpoint, https://<region>.metrics.monitor."
+    "azure.com (required when REACTOR_ALERTS_SOURCE=azure).",
+    "REACTOR_ALERTS_MAX_CONCURRENCY": "Azure Monitor queries run at once (1-16).",
     "REACTOR_ML_PLATFORM": "Which ML platform runs jobs: 'azure' (Azure ML) or 'local' (the embedded default).",
     "REACTOR_LOCAL_EVENTGRID_URL": "Local platform only: the Functions host its events are delivered to.",
     "REACTOR_AML_SUBSCRIPTION_ID": "Azure ML workspace subscription id (REACTOR_ML_PLATFORM=azure).",
@@ -101,6 +110,11 @@ class _Reader:
         self.problems += problems
         return routes
 
+    def alerting(self, name: str) -> AlertingConfig:
+        config, problems = load_alerting(self.raw(name))
+        self.problems += problems
+        return config
+
     def csv(self, name: str, required: bool) -> tuple[str, ...]:
         items = tuple(p.strip() for p in self.raw(name).split(",") if p.strip())
         if required and not items:
@@ -138,6 +152,11 @@ class Settings:
     code_version: str
     notify_routes: Routes
     outbox_drain_schedule: str
+    alert_rules: AlertingConfig
+    alerts_tick_schedule: str
+    alerts_source: str
+    alerts_metrics_endpoint: str
+    alerts_max_concurrency: int
     ml_platform: str
     local_eventgrid_url: str
     aml: Mapping[str, str]
@@ -159,10 +178,17 @@ class Settings:
             code_version=r.raw("REACTOR_CODE_VERSION", "dev")[:64] or "dev",
             notify_routes=r.routes("REACTOR_NOTIFY_ROUTES"),
             outbox_drain_schedule=r.text("REACTOR_OUTBOX_DRAIN_SCHEDULE", "*/30 * * * * *", _NCRONTAB),
+            alert_rules=r.alerting("REACTOR_ALERT_RULES"),
+            alerts_tick_schedule=r.text("REACTOR_ALERTS_TICK_SCHEDULE", "0 * * * * *", _NCRONTAB),
+            alerts_source=r.choice("REACTOR_ALERTS_SOURCE", "LOCAL", ("LOCAL", "AZURE")).lower(),
+            alerts_metrics_endpoint=r.raw("REACTOR_ALERTS_METRICS_ENDPOINT"),
+            alerts_max_concurrency=r.integer("REACTOR_ALERTS_MAX_CONCURRENCY", 4, 1, 16),
             ml_platform=r.choice("REACTOR_ML_PLATFORM", "LOCAL", ("LOCAL", "AZURE")).lower(),
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
         )
+        if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
+            r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when REACTOR_ALERTS_SOURCE=azure")
         if settings.ml_platform == "azure":
             r.problems += [f"REACTOR_AML_{n.upper()} is required when REACTOR_ML_PLATFORM=azure"
                            for n in _AML if not settings.aml[n]]

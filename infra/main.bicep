@@ -113,6 +113,17 @@ param notifyRoutes object = {}
 @description('REACTOR_OUTBOX_DRAIN_SCHEDULE: NCRONTAB of the timer that delivers stored notifications.')
 param outboxDrainSchedule string = '*/30 * * * * *'
 
+@description('REACTOR_ALERT_RULES: alert rules and routing (see local.settings.sample.json). Empty: none; Azure Monitor alerts posted to the app are still handled.')
+param alertRules object = {}
+
+@description('REACTOR_ALERTS_TICK_SCHEDULE: NCRONTAB of the timer that evaluates alert rules.')
+param alertsTickSchedule string = '0 * * * * *'
+
+@description('REACTOR_ALERTS_MAX_CONCURRENCY: Azure Monitor queries run at once.')
+@minValue(1)
+@maxValue(16)
+param alertsMaxConcurrency int = 4
+
 @description('REACTOR_CODE_VERSION: the commit being deployed (the workflow passes the git SHA); retraining jobs carry it as lineage.')
 param codeVersion string = 'unknown'
 
@@ -309,6 +320,12 @@ var reactorSettings = {
   REACTOR_CODE_VERSION: codeVersion
   REACTOR_NOTIFY_ROUTES: string(notifyRoutes)
   REACTOR_OUTBOX_DRAIN_SCHEDULE: outboxDrainSchedule
+  REACTOR_ALERT_RULES: string(alertRules)
+  REACTOR_ALERTS_TICK_SCHEDULE: alertsTickSchedule
+  // Rule values come from Azure Monitor in the region of the deployment.
+  REACTOR_ALERTS_SOURCE: 'azure'
+  REACTOR_ALERTS_METRICS_ENDPOINT: 'https://${location}.metrics.monitor.azure.com'
+  REACTOR_ALERTS_MAX_CONCURRENCY: string(alertsMaxConcurrency)
   // Azure ML through the app's identity (AzureML Data Scientist on the workspace, ml-access.bicep).
   REACTOR_ML_PLATFORM: 'azure'
   REACTOR_AML_SUBSCRIPTION_ID: subscription().subscriptionId
