@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import alerts, events, health, notifications, retraining
+from functions import admin, alerts, dashboard, events, health, notifications, retraining
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(events.bp)
@@ -10,3 +10,5 @@ app.register_functions(health.bp)
 app.register_functions(retraining.bp)
 app.register_functions(notifications.bp)
 app.register_functions(alerts.bp)
+app.register_functions(admin.bp)
+app.register_functions(dashboard.bp)

@@ -3,6 +3,11 @@
     reactor send FILE...            deliver events to the local host through the subscriptions,
                                     exactly as Event Grid would (handshake events as handshakes)
     reactor retrain MODEL --reason  ask for a retrain now (no window, no threshold, no cooldown)
+    reactor status                  per model: champion, versions, retraining state; dead-letter backlog
+    reactor audit [--model M --version V --event-id E --correlation-id C --since ISO --until ISO]
+                                    the audit trail (with --version: that version's lineage), oldest first
+    reactor deadletters             dead-lettered events
+    reactor replay ID               replay a dead letter (ID is function/key; needs the operator role)
 
 A deployed app is reached with ``--url`` and a function key in ``$REACTOR_KEY``; against the
 local host the key defaults to the first of ``LOCAL_FUNCTION_KEYS`` in the local settings.
@@ -14,8 +19,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from core.admin import tables
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -69,21 +78,33 @@ def _key() -> str:
     return pairs.split(",")[0].partition(":")[2].strip()
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
+             params: dict[str, str] | None = None) -> tuple[int, Any]:
+    """(exit code, payload): 0 and the JSON answer, or 1 with the problem already printed."""
     import requests
 
     try:
-        resp = requests.request(method, f"{args.url.rstrip('/')}/api/{path}", json=body, timeout=60,
+        resp = requests.request(method, f"{args.url.rstrip('/')}/api/{path}", json=body, params=params, timeout=60,
                                 headers={"x-functions-key": _key()})
     except requests.RequestException as exc:
         print(f"reactor: cannot reach {args.url}: {exc}", file=sys.stderr)
-        return 1
-    payload = resp.json() if resp.headers.get("Content-Type", "").endswith("json") else {"body": resp.text}
+        return 1, None
+    try:
+        payload = resp.json() if resp.headers.get("Content-Type", "").endswith("json") else {"body": resp.text}
+    except ValueError:
+        payload = {"body": resp.text}
     if resp.status_code >= 400:
         where = f" (field: {payload['field']})" if payload.get("field") else ""
         print(f"reactor: {payload.get('title', resp.status_code)}: {payload.get('detail', '')}{where}",
               file=sys.stderr)
-        return 1
+        return 1, None
+    return 0, payload
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    code, payload = _request(args, method, path, body)
+    if code:
+        return code
     if args.json:
         print(json.dumps(payload, indent=2))
     else:
@@ -93,6 +114,54 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     return _call(args, "POST", "retrain", {"model": args.model, "reason": args.reason})
+
+
+def _show(args: argparse.Namespace, method: str, path: str, render: Callable[[Any], list[list[str]]],
+          params: dict[str, str] | None = None) -> int:
+    code, payload = _request(args, method, path, params=params)
+    if code:
+        return code
+    print(json.dumps(payload, indent=2) if args.json else tables.render(render(payload)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _show(args, "GET", "status", tables.status_rows)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    names = {"model": "model", "version": "version", "event_id": "event_id", "correlation_id": "correlation_id",
+             "since": "from", "until": "to", "limit": "limit"}
+    params = {q: str(getattr(args, a)) for a, q in names.items() if getattr(args, a) not in (None, "")}
+    return _show(args, "GET", "audit", tables.audit_rows, params)
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    return _show(args, "GET", "deadletters", tables.letter_rows)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    function, sep, key = args.id.partition("/")
+    if not sep or not function or not key or "/" in key:
+        print(f"reactor: {args.id!r} is not a dead letter id (function/key, as `reactor deadletters` lists)",
+              file=sys.stderr)
+        return 2
+    return _show(args, "POST", f"deadletters/{quote(function)}/{quote(key)}/replay", tables.replay_rows)
+
+
+def _admin_commands(sub: Any) -> None:
+    sub.add_parser("status", help="models, retraining state, dead-letter backlog").set_defaults(run=cmd_status)
+    audit = sub.add_parser("audit", help="the audit trail; with --version, that version's lineage")
+    for name in ("model", "version", "event-id", "correlation-id"):
+        audit.add_argument(f"--{name}", default="")
+    audit.add_argument("--since", default="", help="ISO 8601 time, e.g. 2024-05-01T12:00:00Z")
+    audit.add_argument("--until", default="", help="ISO 8601 time")
+    audit.add_argument("--limit", type=int, default=None, help="most recent N records (default 100)")
+    audit.set_defaults(run=cmd_audit)
+    sub.add_parser("deadletters", help="dead-lettered events").set_defaults(run=cmd_deadletters)
+    replay = sub.add_parser("replay", help="replay a dead letter (operator role)")
+    replay.add_argument("id", help="function/key, as `reactor deadletters` lists it")
+    replay.set_defaults(run=cmd_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("model")
     retrain.add_argument("--reason", default="requested from the command line")
     retrain.set_defaults(run=cmd_retrain)
+    _admin_commands(sub)
     return parser
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.admin.auth import AuthConfig, parse_role_map
 from core.alerting.rules import AlertingConfig, load_alerting
 from core.errors import SettingsError
 from core.notify.routing import Routes, parse_routes
@@ -54,6 +55,10 @@ SETTINGS: dict[str, str] = {
     "REACTOR_ALERTS_METRICS_ENDPOINT": "Regional Azure Monitor metrics endpoint, https://<region>.metrics.monitor."
     "azure.com (required when REACTOR_ALERTS_SOURCE=azure).",
     "REACTOR_ALERTS_MAX_CONCURRENCY": "Azure Monitor queries run at once (1-16).",
+    "REACTOR_EASY_AUTH": "true when App Service authentication (Easy Auth) fronts the app: admin roles come from "
+    "the signed-in principal's role claims. false (local host): from REACTOR_ROLE_MAP.",
+    "REACTOR_ROLE_MAP": "Local host only: roles of each function key name, 'keyname:role+role,...' (roles: "
+    "approver, operator). The master key holds every role. Ignored with Easy Auth.",
     "REACTOR_ML_PLATFORM": "Which ML platform runs jobs: 'azure' (Azure ML) or 'local' (the embedded default).",
     "REACTOR_LOCAL_EVENTGRID_URL": "Local platform only: the Functions host its events are delivered to.",
     "REACTOR_AML_SUBSCRIPTION_ID": "Azure ML workspace subscription id (REACTOR_ML_PLATFORM=azure).",
@@ -115,6 +120,12 @@ class _Reader:
         self.problems += problems
         return config
 
+    def admin_auth(self) -> AuthConfig:
+        easy = self.choice("REACTOR_EASY_AUTH", "false", ("TRUE", "FALSE"))
+        roles, problems = parse_role_map(self.raw("REACTOR_ROLE_MAP"))
+        self.problems += problems
+        return AuthConfig(easy == "TRUE", roles)
+
     def csv(self, name: str, required: bool) -> tuple[str, ...]:
         items = tuple(p.strip() for p in self.raw(name).split(",") if p.strip())
         if required and not items:
@@ -157,6 +168,7 @@ class Settings:
     alerts_source: str
     alerts_metrics_endpoint: str
     alerts_max_concurrency: int
+    admin_auth: AuthConfig
     ml_platform: str
     local_eventgrid_url: str
     aml: Mapping[str, str]
@@ -183,6 +195,7 @@ class Settings:
             alerts_source=r.choice("REACTOR_ALERTS_SOURCE", "LOCAL", ("LOCAL", "AZURE")).lower(),
             alerts_metrics_endpoint=r.raw("REACTOR_ALERTS_METRICS_ENDPOINT"),
             alerts_max_concurrency=r.integer("REACTOR_ALERTS_MAX_CONCURRENCY", 4, 1, 16),
+            admin_auth=r.admin_auth(),
             ml_platform=r.choice("REACTOR_ML_PLATFORM", "LOCAL", ("LOCAL", "AZURE")).lower(),
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},

@@ -27,6 +27,7 @@ from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.timer import TimerRequest
 
+from core.admin.auth import KEY_NAME
 from embedded.function_index import FunctionIndex, IndexedFunction
 from embedded.keys import HostKeys
 
@@ -104,7 +105,13 @@ class LocalHost:
         presented = headers.get("x-functions-key") or query.get("code", "")
         if not self.keys.allows(route.auth_level, presented):
             raise Problem(401, "Unauthorized", f"/api/{path} needs a valid {route.auth_level} key")
-        request = func.HttpRequest(method, url, headers=dict(headers), params=dict(query),
+        # The app learns which key was used only from the host, never from the caller: a
+        # client-sent key-name header is dropped (roles of local keys: REACTOR_ROLE_MAP).
+        named = {k: v for k, v in headers.items() if k.lower() != KEY_NAME}
+        key_name = self.keys.identify(presented)
+        if key_name:
+            named[KEY_NAME] = key_name
+        request = func.HttpRequest(method, url, headers=named, params=dict(query),
                                    route_params=params, body=body)
         response = route.function.call(**{route.function.arg_name: request})
         if not isinstance(response, func.HttpResponse):

@@ -326,6 +326,10 @@ var reactorSettings = {
   REACTOR_ALERTS_SOURCE: 'azure'
   REACTOR_ALERTS_METRICS_ENDPOINT: 'https://${location}.metrics.monitor.azure.com'
   REACTOR_ALERTS_MAX_CONCURRENCY: string(alertsMaxConcurrency)
+  // Admin roles come only from App Service authentication (Easy Auth) in Azure: the app cannot
+  // see which function key a caller used, so a key never grants a role there.
+  REACTOR_EASY_AUTH: 'true'
+  REACTOR_ROLE_MAP: ''
   // Azure ML through the app's identity (AzureML Data Scientist on the workspace, ml-access.bicep).
   REACTOR_ML_PLATFORM: 'azure'
   REACTOR_AML_SUBSCRIPTION_ID: subscription().subscriptionId

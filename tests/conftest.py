@@ -57,13 +57,15 @@ def services(env: dict[str, str]) -> Iterator[bootstrap.Services]:
 class HostProcess:
     """``python -m embedded.stack`` against the session's Azurite, as ``make dev`` runs it."""
 
-    def __init__(self, env: dict[str, str], watch: bool = False) -> None:
+    def __init__(self, env: dict[str, str], watch: bool = False, timers: bool = True) -> None:
         self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "embedded.stack", "--azurite", "external", "--port", str(self.port)]
         if not watch:
             args.append("--no-watch")
+        if not timers:
+            args.append("--no-timers")
         self.log = ROOT / ".pytest_cache" / f"host-{self.port}.log"
         self.log.parent.mkdir(exist_ok=True)
         self._out = self.log.open("wb")

@@ -1,0 +1,69 @@
+"""The OpenAPI 3.0 description of every HTTP route of the app, served at /api/openapi.json.
+
+Written by hand, route by route, so each carries its meaning; a test holds it against the
+routes the app actually registers, so a new route without a description fails the build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM = {"description": "Problem (application/problem+json): title, detail and the offending field",
+           "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+JSON_OK = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+KEYED: list[dict[str, list[str]]] = [{"functionKeyHeader": []}, {"functionKeyQuery": []}]
+
+
+def _param(name: str, where: str, description: str, *, required: bool = False, kind: str = "string") -> dict:
+    return {"name": name, "in": where, "required": required, "description": description,
+            "schema": {"type": kind}}
+
+
+def _op(summary: str, *, secured: bool = True, params: list[dict] | None = None, body: dict | None = None,
+        ok: dict | None = None, extra: dict | None = None) -> dict[str, Any]:
+    responses = {"200": ok or JSON_OK, "400": PROBLEM, **(extra or {})}
+    if secured:
+        responses |= {"401": PROBLEM}
+    op: dict[str, Any] = {"summary": summary, "parameters": params or [], "responses": responses,
+                          "security": KEYED if secured else []}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+_AUDIT_PARAMS = [_param("model", "query", "model name"), _param("version", "query", "model version (with model): "
+                 "its lineage, data events -> decision -> registration"), _param("event_id", "query", "event id"),
+                 _param("correlation_id", "query", "correlation id"),
+                 _param("from", "query", "ISO 8601 time, inclusive"), _param("to", "query", "ISO 8601 time, inclusive"),
+                 _param("limit", "query", "most recent N records (1..1000, default 100)", kind="integer")]
+_RETRAIN_BODY = {"type": "object", "required": ["model", "reason"],
+                 "properties": {"model": {"type": "string"}, "reason": {"type": "string"}}}
+_LETTER = [_param("function", "path", "the Event Grid function (first part of the id)", required=True),
+           _param("key", "path", "the event key (second part of the id)", required=True)]
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/health": {"get": _op("Liveness and readiness", secured=False, extra={"503": JSON_OK})},
+    "/retrain": {"post": _op("Retrain a model now", body=_RETRAIN_BODY, extra={"202": JSON_OK, "404": PROBLEM})},
+    "/status": {"get": _op("Per model: champion, versions, retraining state; the dead-letter backlog")},
+    "/audit": {"get": _op("The audit trail, oldest first", params=_AUDIT_PARAMS)},
+    "/deadletters": {"get": _op("Dead letters", params=[_param("function", "query", "only this function"),
+                                                        _param("status", "query", "pending | replayed")])},
+    "/deadletters/{function}/{key}/replay": {"post": _op(
+        "Replay a dead letter (role operator)", params=_LETTER, extra={"403": PROBLEM, "404": PROBLEM})},
+    "/alerts/azure-monitor": {"post": _op(
+        "An Azure Monitor alert (common alert schema: metric, log search, activity log; Fired/Resolved)",
+        body={"type": "object", "required": ["schemaId", "data"]})},
+    "/openapi.json": {"get": _op("This document")},
+    "/dashboard": {"get": _op("The status page (HTML; a browser passes the key as ?code=)",
+                              ok={"description": "HTML page", "content": {"text/html": {}}})},
+}
+
+
+def document(version: str) -> dict[str, Any]:
+    problem = {"type": "object", "properties": {k: {"type": "string"} for k in ("type", "title", "detail", "field")}
+               | {"status": {"type": "integer"}}}
+    return {"openapi": "3.0.3", "info": {"title": "mlops-reactor", "version": version},
+            "servers": [{"url": "/api"}], "paths": PATHS,
+            "components": {"schemas": {"Problem": problem}, "securitySchemes": {
+                "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"}}}}
