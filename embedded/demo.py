@@ -6,6 +6,9 @@ platform; then:
      version 1 registered -> ModelRegistered arrives at ``on_model_registered``;
   2. delivers an event again (Event Grid is at-least-once) -> recorded once;
   3. uploads a poor-quality batch -> the challenger loses -> the champion is kept;
+  4. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
+     notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
+     the alert resolves -> the resolve notifications follow;
 and prints the timeline from the audit trail.
 """
 
@@ -20,6 +23,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+import requests
+
 T0 = time.monotonic()
 MODEL = "diabetes"
 DEMO_SETTINGS = {
@@ -30,7 +35,15 @@ DEMO_SETTINGS = {
     "REACTOR_RETRAIN_TICK_SCHEDULE": "*/1 * * * * *",
     "REACTOR_ML_PLATFORM": "local",
     "REACTOR_LOG_LEVEL": "WARNING",
+    "REACTOR_ALERT_RULES": json.dumps({"group_by": ["endpoint"], "group_wait": "1s", "group_interval": "2s"}),
+    "REACTOR_ALERTS_TICK_SCHEDULE": "*/1 * * * * *",
+    "REACTOR_OUTBOX_DRAIN_SCHEDULE": "*/1 * * * * *",
+    "REACTOR_NOTIFY_ROUTES": json.dumps({"default": "ml-teams", "receivers": {
+        "ml-teams": {"type": "teams"}, "ml-slack": {"type": "slack"}, "oncall": {"type": "pagerduty"}},
+        "routes": [{"receiver": "oncall", "severity": ["critical", "error"], "continue": True},
+                   {"receiver": "ml-slack", "continue": True}, {"receiver": "ml-teams"}]}),
 }
+RECEIVER_PORT = 8099
 
 
 def say(step: str, detail: str = "") -> None:
@@ -97,6 +110,19 @@ class Demo:
         say("second job completed: challenger LOST, champion kept" if kept else "second job completed",
             done[0]["detail"].get("reactor_verdict_reason", ""))
 
+    def alert_round_trip(self, receiver: Any) -> None:
+        alert = _common_alert("Fired")
+        key = os.environ["LOCAL_FUNCTION_KEYS"].split(",")[0].partition(":")[2]
+        url = f"{self.stack.url}/api/alerts/azure-monitor"
+        say("Azure Monitor posts a Fired alert (common alert schema)", "p95 latency > 500 ms on diabetes-prod")
+        requests.post(url, json=alert, headers={"x-functions-key": key}, timeout=30).raise_for_status()
+        wait_for("the notifications", lambda: len(receiver.received) >= 3, timeout=60)
+        say(f"one grouped notification per receiver arrived: {', '.join(sorted(r.kind for r in receiver.received))}")
+        requests.post(url, json=_common_alert("Resolved"), headers={"x-functions-key": key},
+                      timeout=30).raise_for_status()
+        wait_for("the resolves", lambda: len(receiver.received) >= 6, timeout=60)
+        say("the alert resolved: each receiver got the resolve (PagerDuty by the same dedup_key)")
+
     def timeline(self) -> None:
         print("\ntimeline (audit trail):")
         start = None
@@ -112,6 +138,26 @@ class Demo:
             print(f"  +{at - start:6.2f}s  {r['action']:<18} {what:<22} {r['version'] or '':>3}  {extra}")
 
 
+def _common_alert(condition: str) -> dict[str, Any]:
+    """An Azure Monitor metric alert in the common alert schema, as an action group posts it."""
+    return {"schemaId": "azureMonitorCommonAlertSchema", "data": {
+        "essentials": {"alertId": "/subscriptions/0/providers/Microsoft.AlertsManagement/alerts/demo-1",
+                       "alertRule": "diabetes-p95-latency", "severity": "Sev1", "signalType": "Metric",
+                       "monitorCondition": condition, "monitoringService": "Platform",
+                       "alertTargetIDs": ["/subscriptions/0/resourceGroups/ml/providers/"
+                                          "Microsoft.MachineLearningServices/workspaces/w/onlineEndpoints/diabetes-prod"],
+                       "configurationItems": ["diabetes-prod"], "originAlertId": "demo-1",
+                       "firedDateTime": "2026-11-22T10:00:00Z", "description": "p95 latency above bound",
+                       "essentialsVersion": "1.0", "alertContextVersion": "1.0",
+                       **({"resolvedDateTime": "2026-11-22T10:05:00Z"} if condition == "Resolved" else {})},
+        "alertContext": {"properties": None, "conditionType": "SingleResourceMultipleMetricCriteria",
+                         "condition": {"windowSize": "PT5M", "allOf": [{
+                             "metricName": "RequestLatency_P95", "metricNamespace": "Microsoft.MachineLearningServices/"
+                             "workspaces/onlineEndpoints", "operator": "GreaterThan", "threshold": "500",
+                             "timeAggregation": "Average", "dimensions": [], "metricValue": 812.0}]}},
+        "customProperties": {"model": MODEL, "endpoint": "diabetes-prod", "team": "ml"}}}
+
+
 def _at_least(items: list[Any], n: int) -> list[Any]:
     return items if len(items) >= n else []
 
@@ -123,8 +169,24 @@ def _seconds(iso: str) -> float:
 
 
 def run() -> None:
-    for key, value in DEMO_SETTINGS.items():
+    from embedded.receiver import LocalReceiver
+
+    receiver = LocalReceiver(port=int(os.environ.get("REACTOR_DEMO_RECEIVER_PORT", RECEIVER_PORT)),
+                             echo=lambda line: say("  receiver:", line)).start()
+    secrets = {"REACTOR_NOTIFY_SECRET_ML_TEAMS": f"{receiver.url}/teams/demo-webhook",
+               "REACTOR_NOTIFY_SECRET_ML_SLACK": f"{receiver.url}/slack/demo-webhook",
+               "REACTOR_NOTIFY_SECRET_ONCALL": "demo-routing-key"}
+    routes = json.loads(DEMO_SETTINGS["REACTOR_NOTIFY_ROUTES"])
+    routes["receivers"]["oncall"]["url"] = f"{receiver.url}/pagerduty/v2/enqueue"
+    for key, value in {**DEMO_SETTINGS, **secrets, "REACTOR_NOTIFY_ROUTES": json.dumps(routes)}.items():
         os.environ.setdefault(key, value)
+    try:
+        _run_stack(receiver)
+    finally:
+        receiver.stop()
+
+
+def _run_stack(receiver: Any) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from core.bootstrap import build
@@ -148,6 +210,7 @@ def run() -> None:
             demo.first_model()
             demo.redelivery()
             demo.poor_batch()
+            demo.alert_round_trip(receiver)
             demo.timeline()
     finally:
         stack.stop()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_the_retraining_loop() -> None:
-    env = {**os.environ, "REACTOR_DEMO_PORT": str(free_port())}
+    env = {**os.environ, "REACTOR_DEMO_PORT": str(free_port()), "REACTOR_DEMO_RECEIVER_PORT": str(free_port())}
     out = subprocess.run([sys.executable, "-m", "embedded.demo"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -26,4 +26,8 @@ def test_demo_runs_the_retraining_loop() -> None:
     assert "all skipped as duplicates, nothing retrained" in text
     assert "challenger LOST, champion kept" in text
     assert text.count("retrain.started") == 2, "one job per batch of data, no more"
+    assert "one grouped notification per receiver arrived: pagerduty, slack, teams" in text
+    assert text.count("receiver:  [pagerduty] trigger") == 1 and text.count("receiver:  [pagerduty] resolve") == 1
+    assert "each receiver got the resolve" in text
+    assert "demo-routing-key" not in text and "demo-webhook" not in text, "secrets never printed"
     assert "stopped the host, the platform and Azurite" in text
