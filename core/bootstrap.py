@@ -1,124 +1,29 @@
-"""The one place that wires adapters to services.
+"""The one place the app gets its services from: built on first use and cached.
 
-Built on first use and cached, never at import: cold start must not pay for SDK clients.
-Tests call ``build`` with their own settings (Azurite) or fakes and ``install`` the result.
+Nothing is built, and nothing heavy imported, when ``function_app`` is imported: the wiring
+(``core/wiring.py``) loads on the first invocation, so cold start pays only for the trigger
+decorators. Tests call ``build`` with their own settings (Azurite) or fakes and ``install``
+the result.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from core.adapters.blob_store import AzureBlobStore
-from core.adapters.table_store import TableStateStore
-from core.alerting import Alerting
-from core.alerting.sources import MemorySource, MetricsSource
-from core.events import BlobCreated, DatasetDriftDetected, Event, RunCompleted, RunStatusChanged
-from core.intake import EventHandler, Intake
-from core.ledger import Ledger
-from core.logs import configure
-from core.ml_platform import Job, MLPlatform, ModelVersion, RetrainRequest
-from core.ports import BlobStore, Clock, StateStore, utcnow
-from core.retraining import Retraining
-from core.settings import Settings
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.notify.outbox import Outbox
-from core.sources import SourcePolicy
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: StateStore
-    blobs: BlobStore
-    ledger: Ledger
-    intake: Intake
-    retraining: Retraining
-    platform: MLPlatform
-    outbox: Outbox
-    alerting: Alerting
-
+    from core.settings import Settings
+    from core.wiring import Services
 
 _lock = threading.Lock()
 _services: Services | None = None
 
 
-def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
-          platform: MLPlatform | None = None, clock: Clock = utcnow) -> Services:
-    store = store or TableStateStore.from_connection(settings.storage_connection, settings.storage_account)
-    blobs = blobs or AzureBlobStore.from_connection(settings.storage_connection, settings.storage_account)
-    ledger = Ledger(store, blobs, prefix=settings.table_prefix, container=settings.internal_container,
-                    clock=clock, lease_seconds=settings.claim_lease_seconds)
-    sources = SourcePolicy(settings.storage_event_sources, settings.ml_event_sources)
-    configure(settings.log_level)
-    platform = platform or LazyPlatform(lambda: _platform(settings, store, blobs))
-    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
-                            clock=clock, code_version=settings.code_version)
-    handlers: dict[type[Event], EventHandler] = {
-        BlobCreated: retraining.on_blob_created, DatasetDriftDetected: retraining.on_drift,
-        RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event}
-    from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
-    from core.notify.send import Sender
+def build(settings: Settings, **adapters: Any) -> Services:
+    from core.wiring import build as wire
 
-    outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
-                    send=Sender(timeout=10))  # the outbox's 60 s lease outlasts the 10 s timeout
-    alerting = Alerting(store, ledger, outbox, _metrics_source(settings), settings.alert_rules,
-                        prefix=settings.table_prefix, clock=clock, retrain=retraining.request)
-    return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting)
-
-
-def _metrics_source(settings: Settings) -> MetricsSource:
-    if settings.alerts_source == "azure":
-        from core.adapters.azure_monitor import AzureMonitorSource  # its SDKs load on the first query
-
-        return AzureMonitorSource(metrics_endpoint=settings.alerts_metrics_endpoint,
-                                  max_concurrency=settings.alerts_max_concurrency)
-    return MemorySource()
-
-
-def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlatform:
-    """The ML platform adapter named by the settings; its SDK loads here, on first use."""
-    if settings.ml_platform == "azure":
-        from core.adapters.azure_ml import AzureMLPlatform
-
-        return AzureMLPlatform.from_settings(**settings.aml)
-    from core.adapters.local_eventgrid import EventGridEmulator
-    from core.adapters.local_ml import LocalMLPlatform
-
-    return LocalMLPlatform(store, blobs, EventGridEmulator(settings.local_eventgrid_url).publish,
-                           prefix=settings.table_prefix)
-
-
-class LazyPlatform:
-    """Builds the real adapter on first call, so cold start never imports azure.ai.ml."""
-
-    def __init__(self, factory: Callable[[], MLPlatform]) -> None:
-        self._factory = factory
-        self._built: MLPlatform | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> MLPlatform:
-        with self._lock:
-            if self._built is None:
-                self._built = self._factory()
-            return self._built
-
-    def submit_retraining(self, request: RetrainRequest) -> Job:
-        return self._get().submit_retraining(request)
-
-    def get_job(self, name: str) -> Job | None:
-        return self._get().get_job(name)
-
-    def get_model(self, name: str, version: str) -> ModelVersion | None:
-        return self._get().get_model(name, version)
-
-    def list_models(self, name: str) -> list[ModelVersion]:
-        return self._get().list_models(name)
+    return wire(settings, **adapters)
 
 
 def services() -> Services:
@@ -126,6 +31,8 @@ def services() -> Services:
     if _services is None:
         with _lock:
             if _services is None:
+                from core.settings import Settings
+
                 _services = build(Settings.from_env(os.environ))
     return _services
 
@@ -135,3 +42,12 @@ def install(built: Services | None) -> None:
     global _services
     with _lock:
         _services = built
+
+
+def __getattr__(name: str) -> Any:
+    """``Services`` and ``LazyPlatform`` live in core.wiring; reach them without loading it early."""
+    if name in ("Services", "LazyPlatform"):
+        import core.wiring
+
+        return getattr(core.wiring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,18 +2,18 @@
 
 Thin: identify the caller (core.admin.auth), check the role, one call into core.admin, map
 errors to problem+json naming the field. Storage being down is a 503, never a 500.
+Each handler imports its core.admin module when called: they pull in the ledger, the intake
+and the event types, which cold start (importing function_app) must not pay for.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import lru_cache
 
 import azure.functions as func
 
 from core import bootstrap
-from core.admin import audit, deadletters, openapi, status
 from core.admin.auth import AuthConfig, AuthError, Principal, identify
 from core.errors import RequestError, SettingsError
 from functions.http import ok, problem
@@ -23,7 +23,6 @@ _log = logging.getLogger("reactor.admin")
 Work = Callable[[Principal], func.HttpResponse]
 
 
-@lru_cache(maxsize=1)
 def auth_config() -> AuthConfig:
     return bootstrap.services().settings.admin_auth
 
@@ -33,6 +32,8 @@ def guarded(req: func.HttpRequest, action: str, work: Work, role: str = "") -> f
     try:
         who = identify(req.headers, auth_config())
         if role and not who.has(role):
+            from core.admin import deadletters
+
             deadletters.denied(bootstrap.services().ledger, who, action, role)
             return problem(403, "Forbidden", f"{action} needs the role {role!r}", "role")
         return work(who)
@@ -51,6 +52,8 @@ def guarded(req: func.HttpRequest, action: str, work: Work, role: str = "") -> f
 @bp.function_name("admin_status")
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_status(req: func.HttpRequest) -> func.HttpResponse:
+    from core.admin import status
+
     s = bootstrap.services
     return guarded(req, "status", lambda _: ok(status.status(s().ledger, s().retraining, s().platform)))
 
@@ -58,6 +61,8 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("admin_audit")
 @bp.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_audit(req: func.HttpRequest) -> func.HttpResponse:
+    from core.admin import audit
+
     def work(_: Principal) -> func.HttpResponse:
         return ok({"records": audit.query(bootstrap.services().ledger, audit.AuditQuery.parse(req.params))})
 
@@ -67,6 +72,8 @@ def get_audit(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("admin_deadletters")
 @bp.route(route="deadletters", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
+    from core.admin import deadletters
+
     def work(_: Principal) -> func.HttpResponse:
         letters = deadletters.listing(bootstrap.services().ledger, req.params)
         return ok({"dead_letters": letters, "count": len(letters)})
@@ -77,6 +84,8 @@ def get_deadletters(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("admin_replay")
 @bp.route(route="deadletters/{function}/{key}/replay", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def replay(req: func.HttpRequest) -> func.HttpResponse:
+    from core.admin import deadletters
+
     def work(who: Principal) -> func.HttpResponse:
         letter = deadletters.letter_id(req.route_params.get("function", ""), req.route_params.get("key", ""))
         try:
@@ -90,4 +99,6 @@ def replay(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("admin_openapi")
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    from core.admin import openapi
+
     return guarded(req, "openapi", lambda _: ok(openapi.document(bootstrap.services().settings.code_version)))

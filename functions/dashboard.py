@@ -5,7 +5,6 @@ from __future__ import annotations
 import azure.functions as func
 
 from core import bootstrap
-from core.admin import audit, deadletters, page, status
 from core.admin.auth import Principal
 from functions.admin import guarded
 
@@ -13,6 +12,8 @@ bp = func.Blueprint()
 
 
 def _page(_: Principal) -> func.HttpResponse:
+    from core.admin import audit, deadletters, page, status  # on call: cold start must not pay for them
+
     s = bootstrap.services()
     recent = audit.query(s.ledger, audit.AuditQuery({}, limit=50))
     html = page.render(status.status(s.ledger, s.retraining, s.platform), recent, deadletters.listing(s.ledger, {}))
