@@ -13,8 +13,7 @@ import function_app
 from core.admin import openapi
 from core.bootstrap import Services
 from functions import admin, dashboard
-from tests.functions.test_event_functions import USER_FUNCTIONS, decoded
-from tests.payloads import sample
+from tests.functions.test_event_functions import failed_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -24,23 +23,10 @@ def request(method: str, url: str, key_name: str = "master", **kw) -> func.HttpR
 
 
 def test_a_failed_event_replayed_through_the_api_is_processed_once(services: Services) -> None:
-    from core.events import DatasetDriftDetected
-
-    effects: list[str] = []
-    fail = {"now": True}
-
-    def flaky(event, ctx):
-        if fail["now"]:
-            raise ConnectionError("ML platform down")
-        effects.append(event.id)
-        return {"action": "retrained"}
-
-    services.intake.handlers[DatasetDriftDetected] = flaky
-    raw = sample("DatasetDriftDetected")
-    USER_FUNCTIONS["on_drift_detected"](decoded(raw))
-    [letter] = [d for d in services.ledger.dead_letters("on_drift_detected") if d.event_id == raw["id"]]
+    failed = failed_delivery(services)
+    letter, raw, effects = failed.letter, failed.raw, failed.effects
     function, key = letter.id.split("/")
-    fail["now"] = False
+    failed.fail["now"] = False
     results = []
     for _ in range(2):
         resp = admin.replay(request("POST", f"/api/deadletters/{function}/{key}/replay",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
@@ -13,7 +14,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 
 import function_app
 from core.bootstrap import Services
-from core.ledger import event_key
+from core.ledger import DeadLetter, event_key
 from tests.payloads import FUNCTION_OF, SAMPLES, sample, to_cloudevent
 
 pytestmark = pytest.mark.integration
@@ -149,7 +150,17 @@ def test_three_deliveries_one_side_effect(services: Services) -> None:
     assert effects == [raw["id"]]
 
 
-def test_failed_event_replays_once_after_the_fault_is_gone(services: Services) -> None:
+@dataclass
+class FailedDelivery:
+    """A drift event whose handler failed (the platform was down), kept as a dead letter."""
+
+    letter: DeadLetter
+    raw: dict
+    effects: list[str]
+    fail: dict[str, bool]
+
+
+def failed_delivery(services: Services) -> FailedDelivery:
     from core.events import DatasetDriftDetected
 
     effects: list[str] = []
@@ -165,7 +176,13 @@ def test_failed_event_replays_once_after_the_fault_is_gone(services: Services) -
     raw = sample("DatasetDriftDetected")
     USER_FUNCTIONS["on_drift_detected"](decoded(raw))
     [letter] = [d for d in services.ledger.dead_letters("on_drift_detected") if d.event_id == raw["id"]]
-    fail["now"] = False
+    return FailedDelivery(letter, raw, effects, fail)
+
+
+def test_failed_event_replays_once_after_the_fault_is_gone(services: Services) -> None:
+    failed = failed_delivery(services)
+    letter, raw, effects = failed.letter, failed.raw, failed.effects
+    failed.fail["now"] = False
     first = services.intake.replay(letter.id, actor="ops@example.com")
     second = services.intake.replay(letter.id, actor="ops@example.com")
     assert (first.status, second.status) == ("processed", "duplicate")

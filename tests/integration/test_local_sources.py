@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,9 @@ from core.events import BlobCreated, parse_event
 from embedded.blob_events import BlobWatcher
 from tests.conftest import ROOT, HostProcess
 from tests.payloads import FIXTURES
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_uploaded_blob_arrives_once_as_blob_created(host: HostProcess, host_services: Services,
@@ -57,10 +47,11 @@ def test_uploaded_blob_arrives_once_as_blob_created(host: HostProcess, host_serv
     def processed() -> list[str]:
         return [a["action"] for a in host_services.ledger.audit_records({"event_id": event["id"]})]
 
-    assert wait_for(processed) == ["event.processed"]
+    assert wait_for("the event to be processed", processed, timeout=15) == ["event.processed"]
     # A restarted watcher sees the same blob again: same event id, deduplicated by the app.
     BlobWatcher(service, grid.publish).poll()
-    assert wait_for(lambda: len(processed()) == 2 and processed()) == ["event.processed", "event.duplicate"]
+    trail = wait_for("the duplicate", lambda: len(processed()) == 2 and processed(), timeout=15)
+    assert trail == ["event.processed", "event.duplicate"]
 
 
 def test_reactor_send_delivers_samples(host: HostProcess, host_services: Services, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def test_two_hosts_same_stream_one_job(azurite) -> None:
     policy = {"diabetes": {"container": "data", "prefix": "diabetes/", "test_container": "data",
-                           "test_blob": "holdout/diabetes.csv", "window_seconds": 15, "min_new_files": 1,
+                           "test_blob": "holdout/diabetes.csv", "window_seconds": 30, "min_new_files": 1,
                            "cooldown_seconds": 0}}
     env = base_env(azurite.connection_string, unique_prefix())
     env.update(REACTOR_RETRAIN_POLICIES=json.dumps(policy), REACTOR_RETRAIN_TICK_SCHEDULE="*/1 * * * * *")
@@ -49,7 +49,7 @@ def test_two_hosts_same_stream_one_job(azurite) -> None:
             return [r for r in services.ledger.audit_records({"model": "diabetes"})
                     if r["action"] == "retrain.started"]
 
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 60
         while not started() and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(3)  # both hosts' timers tick on: still one
