@@ -149,6 +149,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _show(args, "POST", f"deadletters/{quote(function)}/{quote(key)}/replay", tables.replay_rows)
 
 
+def cmd_silence(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        body = {"matchers": args.matchers, "duration": args.duration, "comment": args.comment}
+        return _call(args, "POST", "silences", body)
+    if args.action == "expire":
+        return _call(args, "DELETE", f"silences/{quote(args.id)}")
+    params = {"expired": "true"} if args.expired else None
+    return _show(args, "GET", "silences", tables.silence_rows, params)
+
+
 def _admin_commands(sub: Any) -> None:
     sub.add_parser("status", help="models, retraining state, dead-letter backlog").set_defaults(run=cmd_status)
     audit = sub.add_parser("audit", help="the audit trail; with --version, that version's lineage")
@@ -162,6 +172,17 @@ def _admin_commands(sub: Any) -> None:
     replay = sub.add_parser("replay", help="replay a dead letter (operator role)")
     replay.add_argument("id", help="function/key, as `reactor deadletters` lists it")
     replay.set_defaults(run=cmd_replay)
+    silence = sub.add_parser("silence", help="alert silences: add, list, expire (add/expire: operator role)")
+    actions = silence.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="silence alerts whose labels match")
+    add.add_argument("matchers", nargs="+", help="label=value, label!=value, label=~regex, label!~regex")
+    add.add_argument("--duration", default="2h", help="seconds or text such as 2h (default 2h)")
+    add.add_argument("--comment", required=True, help="why: shown to whoever sees the silence")
+    listing = actions.add_parser("list", help="silences in force (or all with --expired)")
+    listing.add_argument("--expired", action="store_true")
+    expire = actions.add_parser("expire", help="end a silence now")
+    expire.add_argument("id")
+    silence.set_defaults(run=cmd_silence)
 
 
 def build_parser() -> argparse.ArgumentParser:

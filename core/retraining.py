@@ -190,7 +190,8 @@ class Retraining:
                   "trigger_count": s["pending_total"], "files": s["pending_files"], "bytes": s["pending_bytes"],
                   "drift": s["drift"], "manual": s["manual"]}
         s.update(in_flight_job=job, in_flight_since=now.isoformat(), in_flight_request=_encode(request),
-                 submitted=False, last_started_at=now.isoformat(), **_empty_window())
+                 submitted=False, last_started_at=now.isoformat(), started_decision=decision_id, started_job=job,
+                 **_empty_window())
         return Decision("started", policy.model, reason, job=job, decision_id=decision_id, detail=detail)
 
     def _request(self, policy: RetrainPolicy, job: str, decision_id: str, reason: str,
@@ -206,12 +207,23 @@ class Retraining:
     def _try_start(self, policy: RetrainPolicy, trigger: Decision | None) -> Decision:
         now = self._clock()
         decided = self._change(policy.model, lambda s: self._decide(policy, s, now))
+        if decided is None and trigger is not None:
+            return self._started_meanwhile(policy.model, trigger) or trigger
         if decided is None:
-            return trigger or Decision("idle", policy.model, audit=False)
+            return Decision("idle", policy.model, audit=False)
         self._audit(decided)
         if decided.action == "started":
             self._submit(policy.model)
         return decided
+
+    def _started_meanwhile(self, model: str, trigger: Decision) -> Decision | None:
+        """The timer or another instance may start the trigger's window between our two steps:
+        then the caller's answer is that job, not 'coalesced'."""
+        s = self.state(model)
+        if not trigger.decision_id or s["started_decision"] != trigger.decision_id:
+            return None
+        return Decision("started", model, trigger.reason, job=s["started_job"], decision_id=trigger.decision_id,
+                        detail={"started_by": "a concurrent start (timer or another instance)"}, audit=False)
 
     def _submit(self, model: str) -> None:
         s = self.state(model)
@@ -292,7 +304,7 @@ class Retraining:
 def _defaults() -> dict[str, Any]:
     return {**_empty_window(), "in_flight_job": "", "in_flight_since": "", "in_flight_request": "",
             "submitted": False, "job_url": "", "last_started_at": "1970-01-01T00:00:00+00:00", "last_job": "",
-            "last_outcome": "", "noted": ""}
+            "last_outcome": "", "noted": "", "started_decision": "", "started_job": ""}
 
 
 def _empty_window() -> dict[str, Any]:

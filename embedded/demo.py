@@ -30,7 +30,7 @@ MODEL = "diabetes"
 DEMO_SETTINGS = {
     "REACTOR_RETRAIN_POLICIES": json.dumps({MODEL: {
         "container": "data", "prefix": "diabetes/", "test_container": "data", "test_blob": "holdout/diabetes.csv",
-        "window_seconds": 5, "min_new_files": 1, "cooldown_seconds": 0, "metric": "rmse", "min_improvement": 0.0,
+        "window_seconds": 8, "min_new_files": 1, "cooldown_seconds": 0, "metric": "rmse", "min_improvement": 0.0,
         "monitors": ["diabetes-drift"]}}),
     "REACTOR_RETRAIN_TICK_SCHEDULE": "*/1 * * * * *",
     "REACTOR_ML_PLATFORM": "local",
@@ -117,7 +117,7 @@ class Demo:
         say("Azure Monitor posts a Fired alert (common alert schema)", "p95 latency > 500 ms on diabetes-prod")
         requests.post(url, json=alert, headers={"x-functions-key": key}, timeout=30).raise_for_status()
         wait_for("the notifications", lambda: len(receiver.received) >= 3, timeout=60)
-        say(f"one grouped notification per receiver arrived: {', '.join(sorted(r.kind for r in receiver.received))}")
+        say(f"one grouped notification per receiver arrived: {', '.join(sorted({r.kind for r in receiver.received}))}")
         requests.post(url, json=_common_alert("Resolved"), headers={"x-functions-key": key},
                       timeout=30).raise_for_status()
         wait_for("the resolves", lambda: len(receiver.received) >= 6, timeout=60)

@@ -38,6 +38,10 @@ _AUDIT_PARAMS = [_param("model", "query", "model name"), _param("version", "quer
                  _param("limit", "query", "most recent N records (1..1000, default 100)", kind="integer")]
 _RETRAIN_BODY = {"type": "object", "required": ["model", "reason"],
                  "properties": {"model": {"type": "string"}, "reason": {"type": "string"}}}
+_SILENCE_BODY = {"type": "object", "required": ["matchers", "duration", "comment"], "properties": {
+    "matchers": {"type": "array", "items": {"type": "string"}, "description": "label=value, !=, =~ regex, !~"},
+    "duration": {"type": "string", "description": "seconds or text such as 2h"},
+    "comment": {"type": "string"}}}
 _LETTER = [_param("function", "path", "the Event Grid function (first part of the id)", required=True),
            _param("key", "path", "the event key (second part of the id)", required=True)]
 
@@ -53,6 +57,12 @@ PATHS: dict[str, dict[str, Any]] = {
     "/alerts/azure-monitor": {"post": _op(
         "An Azure Monitor alert (common alert schema: metric, log search, activity log; Fired/Resolved)",
         body={"type": "object", "required": ["schemaId", "data"]})},
+    "/silences": {
+        "get": _op("Alert silences", params=[_param("expired", "query", "true: include expired ones")]),
+        "post": _op("Silence alerts (role operator)", body=_SILENCE_BODY, extra={"201": JSON_OK, "403": PROBLEM})},
+    "/silences/{id}": {"delete": _op("Expire a silence now (role operator)",
+                                     params=[_param("id", "path", "the silence id", required=True)],
+                                     extra={"403": PROBLEM, "404": PROBLEM})},
     "/openapi.json": {"get": _op("This document")},
     "/dashboard": {"get": _op("The status page (HTML; a browser passes the key as ?code=)",
                               ok={"description": "HTML page", "content": {"text/html": {}}})},

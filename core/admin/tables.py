@@ -49,3 +49,10 @@ def letter_rows(payload: dict[str, Any]) -> list[list[str]]:
 def replay_rows(payload: dict[str, Any]) -> list[list[str]]:
     return [["ID", "RESULT", "EVENT", "CORRELATION"],
             [payload["id"], payload["result"], payload["event_id"], payload["correlation_id"]]]
+
+
+def silence_rows(payload: dict[str, Any]) -> list[list[str]]:
+    rows = [["ID", "MATCHERS", "ENDS", "BY", "COMMENT"]]
+    for s in payload["silences"]:
+        rows.append([s["id"], ", ".join(s["matchers"]), s["ends_at"], s["created_by"], s["comment"]])
+    return rows
