@@ -45,8 +45,8 @@ def install(built: Services | None) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """``Services`` and ``LazyPlatform`` live in core.wiring; reach them without loading it early."""
-    if name in ("Services", "LazyPlatform"):
+    """``Services`` lives in core.wiring; reach it without loading the wiring early."""
+    if name == "Services":
         import core.wiring
 
         return getattr(core.wiring, name)

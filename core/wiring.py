@@ -7,8 +7,6 @@ take a millisecond or two each to create).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +18,7 @@ from core.events import BlobCreated, DatasetDriftDetected, Event, RunCompleted, 
 from core.intake import EventHandler, Intake
 from core.ledger import Ledger
 from core.logs import configure
-from core.ml_platform import Job, MLPlatform, ModelVersion, RetrainRequest
+from core.ml_platform import MLPlatform
 from core.ports import BlobStore, Clock, StateStore, utcnow
 from core.retraining import Retraining
 from core.settings import Settings
@@ -51,7 +49,7 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                     clock=clock, lease_seconds=settings.claim_lease_seconds)
     sources = SourcePolicy(settings.storage_event_sources, settings.ml_event_sources)
     configure(settings.log_level)
-    platform = platform or LazyPlatform(lambda: _platform(settings, store, blobs))
+    platform = platform or _platform(settings, store, blobs)
     retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
                             clock=clock, code_version=settings.code_version)
     handlers: dict[type[Event], EventHandler] = {
@@ -78,7 +76,8 @@ def _metrics_source(settings: Settings) -> MetricsSource:
 
 
 def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlatform:
-    """The ML platform adapter named by the settings; its SDK loads here, on first use."""
+    """The ML platform adapter named by the settings. Both are cheap to construct: the Azure one
+    builds its MLClient (and imports azure.ai.ml) on its first call, not here."""
     if settings.ml_platform == "azure":
         from core.adapters.azure_ml import AzureMLPlatform
 
@@ -88,33 +87,3 @@ def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlat
 
     return LocalMLPlatform(store, blobs, EventGridEmulator(settings.local_eventgrid_url).publish,
                            prefix=settings.table_prefix)
-
-
-class LazyPlatform:
-    """Builds the real adapter on first call, so cold start never imports azure.ai.ml."""
-
-    def __init__(self, factory: Callable[[], MLPlatform]) -> None:
-        self._factory = factory
-        self._built: MLPlatform | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> MLPlatform:
-        with self._lock:
-            if self._built is None:
-                self._built = self._factory()
-            return self._built
-
-    def submit_retraining(self, request: RetrainRequest) -> Job:
-        return self._get().submit_retraining(request)
-
-    def get_job(self, name: str) -> Job | None:
-        return self._get().get_job(name)
-
-    def get_model(self, name: str, version: str) -> ModelVersion | None:
-        return self._get().get_model(name, version)
-
-    def list_models(self, name: str) -> list[ModelVersion]:
-        return self._get().list_models(name)
-
-
-
