@@ -30,7 +30,16 @@ from core.errors import ConflictError, PreconditionFailed, StoreError
 from core.events import BlobCreated, DatasetDriftDetected, Event, RunCompleted, RunEvent, RunStatusChanged
 from core.ledger import AuditRecord, Ledger
 from core.logs import get_logger, log
-from core.ml_platform import TAG_DECISION, TAG_MODEL, BlobFolder, DataRef, Job, MLPlatform, RetrainRequest
+from core.ml_platform import (
+    TAG_DECISION,
+    TAG_MODEL,
+    TAG_REQUESTED_BY,
+    BlobFolder,
+    DataRef,
+    Job,
+    MLPlatform,
+    RetrainRequest,
+)
 from core.ports import Clock, StateStore
 from core.retrain_policy import RetrainPolicy
 
@@ -185,7 +194,8 @@ class Retraining:
         reason = "manual" if s["manual"] else "drift" if s["drift"] else "data"
         decision_id = s["window_id"]
         job = f"retrain-{policy.model.lower().replace('_', '-').replace('.', '-')}-{decision_id[:12]}"
-        request = self._request(policy, job, decision_id, reason, json.loads(s["pending_data"]))
+        request = self._request(policy, job, decision_id, reason, json.loads(s["pending_data"]),
+                                requested_by=s["manual"].partition(":")[0] if s["manual"] else "")
         detail = {"triggers": [d["event_id"] for d in json.loads(s["pending_data"]) if d.get("event_id")],
                   "trigger_count": s["pending_total"], "files": s["pending_files"], "bytes": s["pending_bytes"],
                   "drift": s["drift"], "manual": s["manual"]}
@@ -195,13 +205,15 @@ class Retraining:
         return Decision("started", policy.model, reason, job=job, decision_id=decision_id, detail=detail)
 
     def _request(self, policy: RetrainPolicy, job: str, decision_id: str, reason: str,
-                 pending: list[dict[str, Any]]) -> RetrainRequest:
+                 pending: list[dict[str, Any]], requested_by: str = "") -> RetrainRequest:
         data = tuple(DataRef(d["url"], d.get("etag", ""), int(d.get("size", 0)), d["event_id"])
                      for d in pending if d.get("url"))
         return RetrainRequest(job, policy.model, BlobFolder(policy.container, policy.prefix), policy.test_container,
                               policy.test_blob, policy.metric, policy.min_improvement, reason,
                               correlation_id=decision_id, decision_id=decision_id, new_data=data,
-                              tags={"reactor_code_version": self._code_version})
+                              tags={"reactor_code_version": self._code_version,
+                                    # who asked, so that person cannot approve the release (separation of duties)
+                                    **({TAG_REQUESTED_BY: requested_by} if requested_by else {})})
 
     # -- starting, finishing, repairing ---------------------------------------------------
     def _try_start(self, policy: RetrainPolicy, trigger: Decision | None) -> Decision:

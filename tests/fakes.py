@@ -80,3 +80,106 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+class FakeServing:
+    """Online endpoints as Azure ML keeps them, in memory: deployments take ``ready_after`` polls to
+    come up, traffic must name succeeded deployments and sum to 100 (or 0), and a deployment with
+    traffic cannot be deleted. ``faults`` makes a deployment's scoring fail (``error``) or lag
+    (``slow:MS``); ``served`` holds the production traffic a test says each deployment had."""
+
+    def __init__(self, ready_after: int = 1) -> None:
+        from core.ml_platform import Deployment, Endpoint
+
+        self.endpoints: dict[str, Endpoint] = {}
+        self.deployments: dict[tuple[str, str], Deployment] = {}
+        self.polls: dict[tuple[str, str], int] = {}
+        self.ready_after = ready_after
+        self.faults: dict[str, str] = {}
+        self.fail_deploy: dict[str, str] = {}
+        self.served: dict[str, tuple[int, int, float | None]] = {}  # deployment -> (requests, errors, p95)
+        self.calls: list[tuple[str, ...]] = []
+        self.scale_calls: list[tuple[str, str, int]] = []
+        self.sample = b'{"data": [[0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.0, 0.02, -0.02]]}'
+
+    def ensure_endpoint(self, name: str, tags: Mapping[str, str]) -> Any:
+        from core.ml_platform import Endpoint
+
+        self.calls.append(("ensure_endpoint", name))
+        return self.endpoints.setdefault(name, Endpoint(name, "succeeded", f"http://fake/{name}/score"))
+
+    def get_endpoint(self, name: str) -> Any:
+        return self.endpoints.get(name)
+
+    def deploy(self, spec: Any) -> Any:
+        from core.ml_platform import Deployment
+
+        self.calls.append(("deploy", spec.endpoint, spec.name))
+        key = (spec.endpoint, spec.name)
+        if key not in self.deployments:
+            self.deployments[key] = Deployment(spec.endpoint, spec.name, spec.model_name, spec.model_version,
+                                               "creating", spec.instance_count)
+            self.polls[key] = 0
+        return self.deployments[key]
+
+    def get_deployment(self, endpoint: str, name: str) -> Any:
+        from dataclasses import replace
+
+        key = (endpoint, name)
+        d = self.deployments.get(key)
+        if d is not None and d.state == "creating":
+            self.polls[key] += 1
+            if self.polls[key] >= self.ready_after:
+                error = self.fail_deploy.get(name, "")
+                d = self.deployments[key] = replace(d, state="failed" if error else "succeeded", error=error)
+        return d
+
+    def list_deployments(self, endpoint: str) -> list[Any]:
+        return [d for (e, _), d in self.deployments.items() if e == endpoint]
+
+    def set_traffic(self, endpoint: str, traffic: Mapping[str, int], mirror: Mapping[str, int] | None = None) -> Any:
+        from dataclasses import replace
+
+        ep = self.endpoints[endpoint]
+        for name in [*traffic, *(mirror or {})]:
+            d = self.deployments.get((endpoint, name))
+            if d is None or d.state != "succeeded":
+                raise ValueError(f"traffic names {name}, which is not a succeeded deployment of {endpoint}")
+        if sum(traffic.values()) not in (0, 100):
+            raise ValueError(f"traffic must sum to 100 or 0: {dict(traffic)}")
+        self.calls.append(("set_traffic", endpoint, str(dict(traffic)), str(dict(mirror or {}))))
+        new = {k.lower(): v for k, v in traffic.items() if v}
+        mir = ep.mirror if mirror is None else {k.lower(): v for k, v in mirror.items() if v}
+        self.endpoints[endpoint] = replace(ep, traffic=new, mirror=mir)
+        return self.endpoints[endpoint]
+
+    def scale(self, endpoint: str, name: str, instance_count: int) -> None:
+        self.scale_calls.append((endpoint, name, instance_count))
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        ep = self.endpoints.get(endpoint)
+        if ep is not None and (ep.traffic.get(name) or ep.mirror.get(name)):
+            raise ValueError(f"{name} has traffic on {endpoint}; cannot delete it")
+        self.calls.append(("delete", endpoint, name))
+        self.deployments.pop((endpoint, name), None)
+
+    def score(self, endpoint: str, body: bytes, deployment: str | None = None, timeout: float = 10.0) -> Any:
+        import json
+
+        from core.ml_platform import ScoreResult
+
+        fault = self.faults.get(deployment or "", "")
+        if fault == "error":
+            return ScoreResult(500, b'{"error": "injected"}', 3.0)
+        latency = float(fault.partition(":")[2]) if fault.startswith("slow:") else 4.0
+        rows = len(json.loads(body)["data"])
+        return ScoreResult(200, json.dumps({"predictions": [150.0] * rows}).encode(), latency)
+
+    def deployment_health(self, endpoint: str, name: str, since: datetime) -> Any:
+        from core.ml_platform import DeploymentHealth
+
+        requests, errors, p95 = self.served.get(name, (0, 0, None))
+        return DeploymentHealth(requests, errors, p95, 60.0)
+
+    def sample_request(self, model_name: str, version: str) -> bytes | None:
+        return self.sample

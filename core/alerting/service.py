@@ -28,13 +28,15 @@ from core.notify.model import Notification, NotificationSink
 from core.ports import Clock, StateStore
 
 RetrainAction = Callable[[str, str, str], Mapping[str, Any]]  # (model, reason, actor) -> outcome
+RollbackAction = Callable[[str, str], Mapping[str, Any]]  # (model, reason) -> outcome
 ACTOR = "alerting"
 _log = logging.getLogger(__name__)
 
 
 class Alerting:
     def __init__(self, store: StateStore, ledger: Ledger, sink: NotificationSink, source: MetricsSource,
-                 config: AlertingConfig, *, prefix: str, clock: Clock, retrain: RetrainAction | None = None) -> None:
+                 config: AlertingConfig, *, prefix: str, clock: Clock, retrain: RetrainAction | None = None,
+                 rollback: RollbackAction | None = None) -> None:
         self.config = config
         self.silences = Silences(store, ledger, prefix=prefix, clock=clock)
         self.alerts = AlertStore(store, prefix)
@@ -43,6 +45,7 @@ class Alerting:
         self._source = source
         self._clock = clock
         self._retrain = retrain
+        self._rollback = rollback
 
     # -- entry points -------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> dict[str, int]:
@@ -64,6 +67,19 @@ class Alerting:
         received = parse_common_alert(body)
         changed = [a.fingerprint for a in received if self._receive(a)]
         return {"alerts": len(received), "changed": changed, "notifications": self.flush(self._clock())}
+
+    def incident(self, name: str, labels: Mapping[str, str], firing: bool, summary: str) -> bool:
+        """An incident the app raises itself (a release failed or rolled back, an approval expired):
+        one alert per name and labels, deduplicated, grouped and routed like any other."""
+        full = {**labels, "alertname": name}
+        fp = fingerprint(full)
+        if not firing and self.alerts.alert(fp) is None:
+            return False  # nothing to resolve
+        alert = ReceivedAlert(fp, full, "firing" if firing else "resolved", self._clock(), {"summary": summary})
+        changed = self._receive(alert, source="reactor")
+        if changed:
+            self.flush(self._clock())
+        return changed
 
     def flush(self, now: datetime) -> int:
         """Group, mute and dedup every alert; enqueue what is due. Returns the notifications enqueued."""
@@ -103,12 +119,12 @@ class Alerting:
             self._record(new, transition, rule)
         return int(transition is not None)
 
-    def _receive(self, alert: ReceivedAlert) -> bool:
+    def _receive(self, alert: ReceivedAlert, source: str = "azure-monitor") -> bool:
         old = self.alerts.alert(alert.fingerprint)
         at = alert.at.isoformat()
         if old is not None and (old.value.state == alert.state or (old.value.changed_at or "") > at):
             return False  # a redelivery, or older than what we know (webhooks arrive out of order)
-        base = old.value if old else AlertState(alert.fingerprint, alert.labels, source="azure-monitor")
+        base = old.value if old else AlertState(alert.fingerprint, alert.labels, source=source)
         times = {"fired_at": at, "resolved_at": ""} if alert.state == "firing" else {"resolved_at": at}
         state: State = "firing" if alert.state == "firing" else "resolved"
         new = replace(base, labels=alert.labels, state=state, changed_at=at, annotations=alert.annotations, **times)
@@ -130,13 +146,27 @@ class Alerting:
         detail: dict[str, Any] = {"action": rule.action.type, "rule": rule.name, "alert": alert.fingerprint,
                                   "labels": alert.labels}
         if rule.action.type == "rollback":
-            detail["outcome"] = "not available yet (the release work provides rollback)"
+            detail.update(self._call(self._rollback, "rollback", rule, alert))
         elif self._retrain is None:
             detail["outcome"] = "not configured (no retrain callable was given)"
         else:
             detail.update(model=rule.action.model, **self._call_retrain(rule, alert))
         self._ledger.audit(AuditRecord("alert.action", alert.fingerprint, function=ACTOR,
                                        model=rule.action.model, detail=detail))
+
+    def _call(self, action: RollbackAction | None, name: str, rule: Rule, alert: AlertState) -> dict[str, Any]:
+        assert rule.action is not None
+        if action is None:
+            return {"outcome": f"not configured (no {name} callable was given)"}
+        model = rule.action.model or alert.labels.get("model", "")  # rollback: the alert's model by default
+        if not model:
+            return {"outcome": "failed", "error": "the rule names no model and the alert has no 'model' label"}
+        reason = f"alert {rule.name} firing ({alert.fingerprint}): {alert.annotations.get('summary', '')}"
+        try:
+            return {"outcome": dict(action(model, reason[:400])), "model": model}
+        except Exception as exc:  # one failing action must not stop the evaluation of the other rules
+            _log.error("alert action %s for %s failed: %s", name, rule.action.model, exc)
+            return {"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
     def _call_retrain(self, rule: Rule, alert: AlertState) -> dict[str, Any]:
         assert self._retrain is not None and rule.action is not None

@@ -38,7 +38,8 @@ def metric_rule(name: str = "LatencyHigh", resources: tuple[str, ...] = ("ep1",)
 
 
 class World:
-    def __init__(self, doc: dict[str, Any], retrain: Any = None, store: Any = None, prefix: str = "t") -> None:
+    def __init__(self, doc: dict[str, Any], retrain: Any = None, store: Any = None, prefix: str = "t",
+                 rollback: Any = None) -> None:
         config, problems = parse_alerting(json.dumps(doc))
         assert problems == []
         self.clock = Clock()
@@ -48,7 +49,7 @@ class World:
         self.sink = RecordingSink()
         self.source = MemorySource()
         self.alerting = Alerting(self.store, self.ledger, self.sink, self.source, config, prefix=prefix,
-                                 clock=self.clock, retrain=retrain)
+                                 clock=self.clock, retrain=retrain, rollback=rollback)
 
     def advance(self, seconds: float) -> None:
         self.clock.now += timedelta(seconds=seconds)
