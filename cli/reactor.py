@@ -3,11 +3,24 @@
     reactor send FILE...            deliver events to the local host through the subscriptions,
                                     exactly as Event Grid would (handshake events as handshakes)
     reactor retrain MODEL --reason  ask for a retrain now (no window, no threshold, no cooldown)
-    reactor status                  per model: champion, versions, retraining state; dead-letter backlog
+    reactor status                  per model: champion, versions, retraining state; production
+                                    version, release in flight, production traffic split, firing
+                                    alerts; dead-letter and notification backlogs
+    reactor releases [--model M --state S]
+                                    releases, newest first: state, canary step and traffic, reason
+    reactor release ID              one release (ID is MODEL:VERSION) with its step timeline
+    reactor approve ID [--comment]  approve a release awaiting approval (approver role)
+    reactor reject ID --reason      reject a release awaiting approval (approver role)
+    reactor rollback MODEL --reason shift the model's production traffic back to the previous
+                                    deployment (operator or approver role)
     reactor audit [--model M --version V --event-id E --correlation-id C --since ISO --until ISO]
                                     the audit trail (with --version: that version's lineage), oldest first
     reactor deadletters             dead-lettered events
     reactor replay ID               replay a dead letter (ID is function/key; needs the operator role)
+    reactor silence add|list|expire alert silences (add and expire need the operator role)
+
+Tables in a terminal, ``--json`` for scripts; any refusal or failure is printed on stderr with
+the field at fault and exits non-zero (1; 2 for arguments rejected before any request).
 
 A deployed app is reached with ``--url`` and a function key in ``$REACTOR_KEY``; against the
 local host the key defaults to the first of ``LOCAL_FUNCTION_KEYS`` in the local settings.
@@ -116,28 +129,32 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return _call(args, "POST", "retrain", {"model": args.model, "reason": args.reason})
 
 
-def _show(args: argparse.Namespace, method: str, path: str, render: Callable[[Any], list[list[str]]],
-          params: dict[str, str] | None = None) -> int:
-    code, payload = _request(args, method, path, params=params)
+def _show(args: argparse.Namespace, method: str, path: str, render: Callable[[Any], str],
+          params: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> int:
+    code, payload = _request(args, method, path, body, params)
     if code:
         return code
-    print(json.dumps(payload, indent=2) if args.json else tables.render(render(payload)))
+    print(json.dumps(payload, indent=2) if args.json else render(payload))
     return 0
 
 
+def _table(rows: Callable[[Any], list[list[str]]]) -> Callable[[Any], str]:
+    return lambda payload: tables.render(rows(payload))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    return _show(args, "GET", "status", tables.status_rows)
+    return _show(args, "GET", "status", tables.status_text)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     names = {"model": "model", "version": "version", "event_id": "event_id", "correlation_id": "correlation_id",
              "since": "from", "until": "to", "limit": "limit"}
     params = {q: str(getattr(args, a)) for a, q in names.items() if getattr(args, a) not in (None, "")}
-    return _show(args, "GET", "audit", tables.audit_rows, params)
+    return _show(args, "GET", "audit", _table(tables.audit_rows), params)
 
 
 def cmd_deadletters(args: argparse.Namespace) -> int:
-    return _show(args, "GET", "deadletters", tables.letter_rows)
+    return _show(args, "GET", "deadletters", _table(tables.letter_rows))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -146,7 +163,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"reactor: {args.id!r} is not a dead letter id (function/key, as `reactor deadletters` lists)",
               file=sys.stderr)
         return 2
-    return _show(args, "POST", f"deadletters/{quote(function)}/{quote(key)}/replay", tables.replay_rows)
+    return _show(args, "POST", f"deadletters/{quote(function)}/{quote(key)}/replay", _table(tables.replay_rows))
+
+
+def cmd_releases(args: argparse.Namespace) -> int:
+    # The server checks --state against its states and names the field: one list, not two to keep in step.
+    params = {k: v for k, v in (("model", args.model), ("state", args.state)) if v}
+    return _show(args, "GET", "releases", _table(tables.release_rows), params)
+
+
+def _release_path(rid: str) -> str | None:
+    """``releases/MODEL:VERSION``, or None (reported) when ``rid`` is not a release id."""
+    model, sep, version = rid.rpartition(":")
+    if not sep or not model or not version:
+        print(f"reactor: {rid!r} is not a release id (MODEL:VERSION, as `reactor releases` lists)", file=sys.stderr)
+        return None
+    # The colon stays as it is: it is legal in a path segment, and hosts differ in decoding %3A.
+    return f"releases/{quote(rid, safe=':')}"
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    path = _release_path(args.id)
+    return 2 if path is None else _show(args, "GET", path, tables.release_text)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    path = _release_path(args.id)
+    body = {"comment": args.comment} if args.comment else {}
+    return 2 if path is None else _show(args, "POST", f"{path}/approve", tables.release_text, body=body)
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    path = _release_path(args.id)
+    body = {"reason": args.reason}
+    return 2 if path is None else _show(args, "POST", f"{path}/reject", tables.release_text, body=body)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    return _call(args, "POST", f"models/{quote(args.model, safe='')}/rollback", {"reason": args.reason})
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -156,11 +210,12 @@ def cmd_silence(args: argparse.Namespace) -> int:
     if args.action == "expire":
         return _call(args, "DELETE", f"silences/{quote(args.id)}")
     params = {"expired": "true"} if args.expired else None
-    return _show(args, "GET", "silences", tables.silence_rows, params)
+    return _show(args, "GET", "silences", _table(tables.silence_rows), params)
 
 
 def _admin_commands(sub: Any) -> None:
-    sub.add_parser("status", help="models, retraining state, dead-letter backlog").set_defaults(run=cmd_status)
+    sub.add_parser("status", help="models: retraining, production, releases, traffic, alerts; backlogs"
+                   ).set_defaults(run=cmd_status)
     audit = sub.add_parser("audit", help="the audit trail; with --version, that version's lineage")
     for name in ("model", "version", "event-id", "correlation-id"):
         audit.add_argument(f"--{name}", default="")
@@ -185,6 +240,29 @@ def _admin_commands(sub: Any) -> None:
     silence.set_defaults(run=cmd_silence)
 
 
+def _release_commands(sub: Any) -> None:
+    releases = sub.add_parser("releases", help="releases, newest first")
+    releases.add_argument("--model", default="", help="only this model's releases")
+    releases.add_argument("--state", default="", help="only releases in this state, e.g. awaiting_approval")
+    releases.set_defaults(run=cmd_releases)
+    release = sub.add_parser("release", help="one release with its step timeline")
+    release.add_argument("id", help="MODEL:VERSION, as `reactor releases` lists it")
+    release.set_defaults(run=cmd_release)
+    approve = sub.add_parser("approve", help="approve a release awaiting approval (approver role)")
+    approve.add_argument("id", help="MODEL:VERSION")
+    approve.add_argument("--comment", default="", help="recorded on the release's timeline and in the audit trail")
+    approve.set_defaults(run=cmd_approve)
+    reject = sub.add_parser("reject", help="reject a release awaiting approval (approver role)")
+    reject.add_argument("id", help="MODEL:VERSION")
+    reject.add_argument("--reason", required=True, help="why: recorded on the release")
+    reject.set_defaults(run=cmd_reject)
+    rollback = sub.add_parser("rollback", help="production traffic back to the previous deployment "
+                              "(operator or approver role)")
+    rollback.add_argument("model")
+    rollback.add_argument("--reason", required=True, help="why: recorded on the release and in the audit trail")
+    rollback.set_defaults(run=cmd_rollback)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reactor", description="Operate mlops-reactor.")
     parser.add_argument("--url", default=os.environ.get("REACTOR_URL", DEFAULT_URL),
@@ -200,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--reason", default="requested from the command line")
     retrain.set_defaults(run=cmd_retrain)
     _admin_commands(sub)
+    _release_commands(sub)
     return parser
 
 

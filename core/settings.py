@@ -19,6 +19,7 @@ from core.admin.auth import AuthConfig, parse_role_map
 from core.alerting.rules import AlertingConfig, load_alerting
 from core.errors import SettingsError
 from core.notify.routing import Routes, parse_routes
+from core.release.policy import ReleasePolicy, parse_release_policies
 from core.retrain_policy import RetrainPolicy, parse_policies
 
 T = TypeVar("T")
@@ -42,6 +43,11 @@ SETTINGS: dict[str, str] = {
     "window, thresholds, cooldown, metric, drift monitors). Empty: nothing is retrained automatically.",
     "REACTOR_RETRAIN_TICK_SCHEDULE": "NCRONTAB schedule of the timer that closes batching windows and repairs "
     "lost submits and outcomes.",
+    "REACTOR_RELEASE_POLICIES": "JSON object: model name -> release policy (tag filter, QA and production endpoints, "
+    "smoke test, manual or auto approval and its timeout, canary steps and health bounds, retention). Empty: "
+    "registered models are not released.",
+    "REACTOR_RELEASE_TICK_SCHEDULE": "NCRONTAB schedule of the timer that advances releases (deployments, canary "
+    "steps, health checks, approval expiry).",
     "REACTOR_CODE_VERSION": "The code version being run (the git commit in Azure); retraining jobs carry it.",
     "REACTOR_NOTIFY_ROUTES": "JSON: notification receivers (type, optional API url), routes (severity/match/"
     "match_re/continue) and a default receiver. Each receiver's URL or key is the secret setting "
@@ -61,6 +67,8 @@ SETTINGS: dict[str, str] = {
     "approver, operator). The master key holds every role. Ignored with Easy Auth.",
     "REACTOR_ML_PLATFORM": "Which ML platform runs jobs: 'azure' (Azure ML) or 'local' (the embedded default).",
     "REACTOR_LOCAL_EVENTGRID_URL": "Local platform only: the Functions host its events are delivered to.",
+    "REACTOR_LOCAL_SERVING_URL": "Local platform only: the control plane of the local online endpoints "
+    "(python -m embedded.serving).",
     "REACTOR_AML_SUBSCRIPTION_ID": "Azure ML workspace subscription id (REACTOR_ML_PLATFORM=azure).",
     "REACTOR_AML_RESOURCE_GROUP": "Azure ML workspace resource group.",
     "REACTOR_AML_WORKSPACE": "Azure ML workspace name.",
@@ -107,6 +115,11 @@ class _Reader:
 
     def policies(self, name: str) -> Mapping[str, RetrainPolicy]:
         policies, problems = parse_policies(self.raw(name))
+        self.problems += problems
+        return policies
+
+    def releases(self, name: str) -> Mapping[str, ReleasePolicy]:
+        policies, problems = parse_release_policies(self.raw(name))
         self.problems += problems
         return policies
 
@@ -160,6 +173,8 @@ class Settings:
     log_level: str
     retrain_policies: Mapping[str, RetrainPolicy]
     retrain_tick_schedule: str
+    release_policies: Mapping[str, ReleasePolicy]
+    release_tick_schedule: str
     code_version: str
     notify_routes: Routes
     outbox_drain_schedule: str
@@ -171,6 +186,7 @@ class Settings:
     admin_auth: AuthConfig
     ml_platform: str
     local_eventgrid_url: str
+    local_serving_url: str
     aml: Mapping[str, str]
 
     @classmethod
@@ -187,6 +203,8 @@ class Settings:
             log_level=r.choice("REACTOR_LOG_LEVEL", "INFO", _LEVELS),
             retrain_policies=r.policies("REACTOR_RETRAIN_POLICIES"),
             retrain_tick_schedule=r.text("REACTOR_RETRAIN_TICK_SCHEDULE", "*/10 * * * * *", _NCRONTAB),
+            release_policies=r.releases("REACTOR_RELEASE_POLICIES"),
+            release_tick_schedule=r.text("REACTOR_RELEASE_TICK_SCHEDULE", "*/5 * * * * *", _NCRONTAB),
             code_version=r.raw("REACTOR_CODE_VERSION", "dev")[:64] or "dev",
             notify_routes=r.routes("REACTOR_NOTIFY_ROUTES"),
             outbox_drain_schedule=r.text("REACTOR_OUTBOX_DRAIN_SCHEDULE", "*/30 * * * * *", _NCRONTAB),
@@ -198,6 +216,7 @@ class Settings:
             admin_auth=r.admin_auth(),
             ml_platform=r.choice("REACTOR_ML_PLATFORM", "LOCAL", ("LOCAL", "AZURE")).lower(),
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
+            local_serving_url=r.text("REACTOR_LOCAL_SERVING_URL", "http://127.0.0.1:7073", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
         )
         if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
@@ -205,6 +224,9 @@ class Settings:
         if settings.ml_platform == "azure":
             r.problems += [f"REACTOR_AML_{n.upper()} is required when REACTOR_ML_PLATFORM=azure"
                            for n in _AML if not settings.aml[n]]
+            if settings.release_policies and not settings.alerts_metrics_endpoint.startswith("https://"):
+                r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when releases run on Azure ML "
+                                  "(canary health checks read the endpoint's metrics from Azure Monitor)")
         if bool(settings.storage_connection) == bool(settings.storage_account):
             r.problems.append("set exactly one of REACTOR_STORAGE_CONNECTION (connection string) "
                               "and REACTOR_STORAGE_ACCOUNT (account name, managed identity)")

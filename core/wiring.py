@@ -14,12 +14,22 @@ from core.adapters.blob_store import AzureBlobStore
 from core.adapters.table_store import TableStateStore
 from core.alerting import Alerting
 from core.alerting.sources import MemorySource, MetricsSource
-from core.events import BlobCreated, DatasetDriftDetected, Event, RunCompleted, RunStatusChanged
+from core.events import (
+    BlobCreated,
+    DatasetDriftDetected,
+    Event,
+    ModelDeployed,
+    ModelRegistered,
+    RunCompleted,
+    RunStatusChanged,
+)
 from core.intake import EventHandler, Intake
 from core.ledger import Ledger
 from core.logs import configure
-from core.ml_platform import MLPlatform
+from core.ml_platform import MLPlatform, ServingPlatform
 from core.ports import BlobStore, Clock, StateStore, utcnow
+from core.release.service import Releases
+from core.release.store import ReleaseStore
 from core.retraining import Retraining
 from core.settings import Settings
 
@@ -39,10 +49,13 @@ class Services:
     platform: MLPlatform
     outbox: Outbox
     alerting: Alerting
+    serving: ServingPlatform
+    releases: Releases
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
-          platform: MLPlatform | None = None, clock: Clock = utcnow) -> Services:
+          platform: MLPlatform | None = None, serving: ServingPlatform | None = None,
+          clock: Clock = utcnow) -> Services:
     store = store or TableStateStore.from_connection(settings.storage_connection, settings.storage_account)
     blobs = blobs or AzureBlobStore.from_connection(settings.storage_connection, settings.storage_account)
     ledger = Ledger(store, blobs, prefix=settings.table_prefix, container=settings.internal_container,
@@ -52,18 +65,26 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     platform = platform or _platform(settings, store, blobs)
     retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
                             clock=clock, code_version=settings.code_version)
+    serving = serving or _serving(settings, blobs)
+    alerting_ref: list[Alerting] = []  # releases raise incidents through alerting, which rolls releases back
+    releases = Releases(ReleaseStore(store, settings.table_prefix), ledger, serving, settings.release_policies,
+                        clock=clock, lease_seconds=settings.claim_lease_seconds,
+                        incident=lambda *a: alerting_ref[0].incident(*a))
     handlers: dict[type[Event], EventHandler] = {
         BlobCreated: retraining.on_blob_created, DatasetDriftDetected: retraining.on_drift,
-        RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event}
+        RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event,
+        ModelRegistered: releases.on_model_registered, ModelDeployed: releases.on_model_deployed}
     from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
     from core.notify.send import Sender
 
     outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
                     send=Sender(timeout=10))  # the outbox's 60 s lease outlasts the 10 s timeout
     alerting = Alerting(store, ledger, outbox, _metrics_source(settings), settings.alert_rules,
-                        prefix=settings.table_prefix, clock=clock, retrain=retraining.request)
+                        prefix=settings.table_prefix, clock=clock, retrain=retraining.request,
+                        rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
+    alerting_ref.append(alerting)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting)
+                    outbox, alerting, serving, releases)
 
 
 def _metrics_source(settings: Settings) -> MetricsSource:
@@ -87,3 +108,14 @@ def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlat
 
     return LocalMLPlatform(store, blobs, EventGridEmulator(settings.local_eventgrid_url).publish,
                            prefix=settings.table_prefix)
+
+
+def _serving(settings: Settings, blobs: BlobStore) -> ServingPlatform:
+    """Online endpoints: Azure ML's (SDK imported on first call), or the local control plane's."""
+    if settings.ml_platform == "azure":
+        from core.adapters.azure_serving import AzureServing
+
+        return AzureServing.from_settings(**settings.aml, metrics_endpoint=settings.alerts_metrics_endpoint)
+    from core.adapters.local_serving import LocalServing
+
+    return LocalServing(settings.local_serving_url, blobs, prefix=settings.table_prefix)

@@ -4,12 +4,17 @@ Starts Azurite (in memory), the local Functions host, the blob watcher and the l
 platform; then:
   1. uploads three CSV files within one batching window -> one retraining job -> model
      version 1 registered -> ModelRegistered arrives at ``on_model_registered``;
-  2. delivers an event again (Event Grid is at-least-once) -> recorded once;
-  3. uploads a poor-quality batch -> the challenger loses -> the champion is kept;
-  4. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
+  2. releases version 1: QA deployment, smoke test, approval through ``reactor approve``,
+     production (with production traffic flowing from then on);
+  3. delivers an event again (Event Grid is at-least-once) -> recorded once;
+  4. uploads a poor-quality batch -> the challenger loses -> the champion is kept;
+  5. registers a broken version -> it fails its QA smoke test and never reaches production;
+  6. registers a version that fails under load -> it passes QA, is approved, and its canary
+     health check rolls it back automatically;
+  7. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
      notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
      the alert resolves -> the resolve notifications follow;
-and prints the timeline from the audit trail.
+and prints the timeline from the audit trail, ``reactor status`` and where the dashboard is.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 
 import requests
 
+from embedded.demo_release import RELEASE_POLICY, Releases
+
 T0 = time.monotonic()
 MODEL = "diabetes"
 DEMO_SETTINGS = {
@@ -33,6 +40,8 @@ DEMO_SETTINGS = {
         "window_seconds": 8, "min_new_files": 1, "cooldown_seconds": 0, "metric": "rmse", "min_improvement": 0.0,
         "monitors": ["diabetes-drift"]}}),
     "REACTOR_RETRAIN_TICK_SCHEDULE": "*/1 * * * * *",
+    "REACTOR_RELEASE_POLICIES": json.dumps(RELEASE_POLICY),
+    "REACTOR_RELEASE_TICK_SCHEDULE": "*/1 * * * * *",
     "REACTOR_ML_PLATFORM": "local",
     "REACTOR_LOG_LEVEL": "WARNING",
     "REACTOR_ALERT_RULES": json.dumps({"group_by": ["endpoint"], "group_wait": "1s", "group_interval": "2s"}),
@@ -44,6 +53,7 @@ DEMO_SETTINGS = {
                    {"receiver": "ml-slack", "continue": True}, {"receiver": "ml-teams"}]}),
 }
 RECEIVER_PORT = 8099
+UPLOAD_AT: list[float] = []  # when the first training data landed (seconds since start)
 
 
 def say(step: str, detail: str = "") -> None:
@@ -68,6 +78,8 @@ class Demo:
         return [r for r in self.services.ledger.audit_records(where or None) if r["action"] == action]
 
     def upload(self, paths: list[Path], prefix: str) -> None:
+        if not UPLOAD_AT:
+            UPLOAD_AT.append(time.monotonic() - T0)
         for path in paths:
             self.blobs.get_blob_client("data", f"{prefix}{path.name}").upload_blob(path.read_bytes(), overwrite=True)
             say("uploaded", f"data/{prefix}{path.name} ({path.stat().st_size} bytes)")
@@ -115,12 +127,16 @@ class Demo:
         key = os.environ["LOCAL_FUNCTION_KEYS"].split(",")[0].partition(":")[2]
         url = f"{self.stack.url}/api/alerts/azure-monitor"
         say("Azure Monitor posts a Fired alert (common alert schema)", "p95 latency > 500 ms on diabetes-prod")
+        before = len(receiver.received)
         requests.post(url, json=alert, headers={"x-functions-key": key}, timeout=30).raise_for_status()
-        wait_for("the notifications", lambda: len(receiver.received) >= 3, timeout=60)
-        say(f"one grouped notification per receiver arrived: {', '.join(sorted({r.kind for r in receiver.received}))}")
+        wait_for("the notifications", lambda: _mentioning(receiver.received[before:], "diabetes-p95-latency", 3),
+                 timeout=60)
+        kinds = sorted({r.kind for r in receiver.received[before:]})
+        say(f"one grouped notification per receiver arrived: {', '.join(kinds)}")
+        before = len(receiver.received)
         requests.post(url, json=_common_alert("Resolved"), headers={"x-functions-key": key},
                       timeout=30).raise_for_status()
-        wait_for("the resolves", lambda: len(receiver.received) >= 6, timeout=60)
+        wait_for("the resolves", lambda: len(receiver.received) >= before + 3, timeout=60)
         say("the alert resolved: each receiver got the resolve (PagerDuty by the same dedup_key)")
 
     def timeline(self) -> None:
@@ -156,6 +172,11 @@ def _common_alert(condition: str) -> dict[str, Any]:
                              "workspaces/onlineEndpoints", "operator": "GreaterThan", "threshold": "500",
                              "timeAggregation": "Average", "dimensions": [], "metricValue": 812.0}]}},
         "customProperties": {"model": MODEL, "endpoint": "diabetes-prod", "team": "ml"}}}
+
+
+def _mentioning(received: list[Any], text: str, n: int) -> bool:
+    """At least ``n`` received notifications whose payload names ``text`` (the alert rule)."""
+    return sum(1 for r in received if text in json.dumps(r.body, default=str)) >= n
 
 
 def _at_least(items: list[Any], n: int) -> list[Any]:
@@ -207,14 +228,28 @@ def _run_stack(receiver: Any) -> None:
             blobs.get_blob_client("data", "holdout/diabetes.csv").upload_blob(holdout.read_bytes())
             say("uploaded the fixed held-out set", "data/holdout/diabetes.csv (not training data)")
             demo = Demo(services, blobs, stack, Path(tmp))
-            demo.first_model()
-            demo.redelivery()
-            demo.poor_batch()
+            releases = Releases(services, stack.url, say, Path(tmp))
+            try:
+                demo.first_model()
+                loop = time.monotonic() - T0
+                took = releases.first(holdout)
+                say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
+                    f"(release alone {took:.1f} s)")
+                demo.redelivery()
+                demo.poor_batch()
+                releases.broken()
+                releases.degrading()
+            finally:
+                releases.stop()
             demo.alert_round_trip(receiver)
             demo.timeline()
+            print("\n$ reactor status")
+            print(releases.reactor("status"))
+            say("dashboard (while the stack runs, e.g. under make dev)",
+                f"{stack.url}/api/dashboard?code=<function key>")
     finally:
         stack.stop()
-        say("stopped the host, the platform and Azurite")
+        say("stopped the host, the endpoints, the platform and Azurite")
 
 
 def main() -> int:

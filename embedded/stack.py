@@ -1,5 +1,6 @@
-"""The embedded default in one process: Azurite (child process), the local Functions host,
-its timers, and the blob watcher that stands in for Storage's Event Grid topic.
+"""The embedded default: Azurite and the local online endpoints' control plane (child
+processes), the local Functions host, its timers, and the blob watcher that stands in for
+Storage's Event Grid topic.
 
     python -m embedded.stack [--port 7071] [--azurite disk|memory|external] [--no-watch]
 
@@ -34,6 +35,7 @@ class Stack:
     watch: bool = True
     timers: bool = True
     watch_interval: float = 0.5
+    serve: bool = True
     azurite: Azurite | None = None
     _stoppers: list[object] = field(default_factory=list)
 
@@ -47,12 +49,24 @@ class Stack:
                             else Azurite.on_free_ports()).start()
             self._stoppers.append(self.azurite)
             os.environ["REACTOR_STORAGE_CONNECTION"] = self.azurite.connection_string
+        # The local ML platform delivers its events to this host, wherever it listens.
+        os.environ["REACTOR_LOCAL_EVENTGRID_URL"] = f"http://127.0.0.1:{self.port}"
+        if self.serve:
+            self._start_serving()
         self._start_host()
         return self
 
+    def _start_serving(self) -> None:
+        """Online endpoints live in their own process, as Azure ML's do: a host that crashes or
+        restarts leaves production serving."""
+        from embedded.serving import ServingProcess
+
+        serving = ServingProcess({}, log_path=ROOT / ".serving" / f"serving-{self.port}.log").start()
+        self._stoppers.append(serving)
+        os.environ["REACTOR_LOCAL_SERVING_URL"] = serving.url
+        self.serving_url = serving.url
+
     def _start_host(self) -> None:
-        # The local ML platform delivers its events to this host, wherever it listens.
-        os.environ["REACTOR_LOCAL_EVENTGRID_URL"] = f"http://127.0.0.1:{self.port}"
         import function_app
         from core.adapters.local_eventgrid import EventGridEmulator
         from embedded.host import HostServer, LocalHost
@@ -92,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                         "REACTOR_STORAGE_CONNECTION already set")
     parser.add_argument("--no-watch", action="store_true", help="do not publish BlobCreated events")
     parser.add_argument("--no-timers", action="store_true")
+    parser.add_argument("--no-serving", action="store_true", help="do not start the local online endpoints")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stack = Stack(args.port, args.azurite, not args.no_watch, not args.no_timers)
+    stack = Stack(args.port, args.azurite, not args.no_watch, not args.no_timers, serve=not args.no_serving)
     done = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

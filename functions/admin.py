@@ -55,7 +55,8 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
     from core.admin import status
 
     s = bootstrap.services
-    return guarded(req, "status", lambda _: ok(status.status(s().ledger, s().retraining, s().platform)))
+    return guarded(req, "status", lambda _: ok(status.status(s().ledger, s().retraining, s().platform, s().releases,
+                                                             s().alerting, s().outbox)))
 
 
 @bp.function_name("admin_audit")

@@ -107,6 +107,12 @@ param retrainPolicies object = {}
 @description('REACTOR_RETRAIN_TICK_SCHEDULE: NCRONTAB (six fields, seconds first) of the retraining timer. Each tick wakes an instance: once a minute by default (the local default of the app, every 10 s, would keep an instance busy).')
 param retrainTickSchedule string = '0 * * * * *'
 
+@description('REACTOR_RELEASE_POLICIES: model name -> release policy (endpoints, smoke test, approval, canary steps; see local.settings.sample.json). Empty: registered models are not released.')
+param releasePolicies object = {}
+
+@description('REACTOR_RELEASE_TICK_SCHEDULE: NCRONTAB of the timer that advances releases (deployment polling, canary steps, approval expiry). Every 30 s: a canary step is health-checked at most this late.')
+param releaseTickSchedule string = '*/30 * * * * *'
+
 @description('REACTOR_NOTIFY_ROUTES: notification receivers and routes (see local.settings.sample.json). Receiver secrets go in reactorSecretSettings as Key Vault references (REACTOR_NOTIFY_SECRET_<NAME>).')
 param notifyRoutes object = {}
 
@@ -317,6 +323,8 @@ var reactorSettings = {
   REACTOR_LOG_LEVEL: logLevel
   REACTOR_RETRAIN_POLICIES: string(retrainPolicies)
   REACTOR_RETRAIN_TICK_SCHEDULE: retrainTickSchedule
+  REACTOR_RELEASE_POLICIES: string(releasePolicies)
+  REACTOR_RELEASE_TICK_SCHEDULE: releaseTickSchedule
   REACTOR_CODE_VERSION: codeVersion
   REACTOR_NOTIFY_ROUTES: string(notifyRoutes)
   REACTOR_OUTBOX_DRAIN_SCHEDULE: outboxDrainSchedule

@@ -1,9 +1,12 @@
 """Scoring script for the Azure ML inference server (``init()`` once, ``run(raw_data)`` per request).
 
 Request body: ``{"data": [[10 numbers], ...]}`` or ``{"data": [{"age": .., "sex": .., ...}, ...]}``
-in the feature order of the data contract. Response: ``{"predictions": [...]}``, or
-``{"error": "..."}`` for a request that cannot be scored; ``run`` never raises, because the server
-would turn an exception into an opaque 500 without telling the caller what was wrong.
+in the feature order of the data contract. Response: ``{"predictions": [...]}`` (200), or
+``{"error": "..."}`` with 400 for a request that cannot be scored and 500 when the deployment
+itself fails (model not loaded, injected fault, a bug). ``score`` returns the status with the body
+and never raises, because the server would turn an exception into an opaque 500 without telling the
+caller what was wrong; ``run`` hands both to Azure's inference server as an ``AMLResponse`` (a plain
+dict, always 200, where that class is not installed), and ``ml.serve`` serves ``score`` locally.
 
 This file depends only on the standard library, numpy and joblib (not on the rest of ``ml``), so it
 works whatever code folder a deployment uploads alongside it; a test keeps FEATURES equal to
@@ -16,6 +19,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,16 +30,36 @@ import numpy as np
 FEATURES: tuple[str, ...] = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 MODEL_FILE = "model.pkl"
 # REACTOR_SCORE_FAULT exists so the demo can deploy a deliberately faulty model and watch the reactor
-# detect it and roll back: "error" makes every call fail, "slow:MS" adds MS milliseconds of latency.
-# It is read on every call so a test, or an operator editing the deployment, needs no restart.
+# detect it and roll back: "error" makes every call fail, "slow:MS" adds MS milliseconds of latency,
+# "error-after:N" lets the first N calls of the process succeed and fails the rest (a model that
+# passes a smoke test and fails under canary load). It is read on every call so a test, or an
+# operator editing the deployment, needs no restart.
 FAULT_ENV = "REACTOR_SCORE_FAULT"
 
 _log = logging.getLogger(__name__)
 _model: Any = None
+_calls = 0  # scoring calls this process has answered, for error-after:N
+_calls_lock = threading.Lock()  # the inference server calls run() from several threads
 
 
 class RequestError(ValueError):
-    """The request body cannot be scored; the message is returned to the caller."""
+    """The request body cannot be scored (400); the message is returned to the caller."""
+
+
+class DeploymentError(RuntimeError):
+    """The deployment cannot score anything right now (500): not the caller's fault."""
+
+
+def _aml_response_class() -> Any:
+    """Azure's response class, so ``run`` can answer with a real status there; None off Azure."""
+    try:
+        from azureml.contrib.services.aml_response import AMLResponse
+    except ImportError:
+        return None
+    return AMLResponse
+
+
+_AMLResponse = _aml_response_class()
 
 
 def init() -> None:
@@ -58,33 +82,57 @@ def find_model_file(root: Path) -> Path:
     return found[0]
 
 
-def run(raw_data: str | bytes) -> dict[str, Any]:
+def run(raw_data: str | bytes) -> Any:
+    """Azure's entry point: the body with its real status where the server can take one."""
+    status, body = score(raw_data)
+    if _AMLResponse is None:
+        return body
+    return _AMLResponse(body, status, json_str=True)
+
+
+def score(raw_data: str | bytes) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body answering one scoring request."""
     try:
-        _apply_fault(os.environ.get(FAULT_ENV, ""))
+        _apply_fault(os.environ.get(FAULT_ENV, ""), _count_call())
         if _model is None:
-            raise RequestError("model not loaded: init() has not run")
+            raise DeploymentError("model not loaded: init() has not run")
         predictions = _model.predict(parse_request(raw_data))
-        return {"predictions": [float(p) for p in predictions]}
+        return 200, {"predictions": [float(p) for p in predictions]}
     except RequestError as exc:
         _log.warning("rejected scoring request: %s", exc)
-        return {"error": str(exc)}
+        return 400, {"error": str(exc)}
+    except DeploymentError as exc:
+        _log.error("scoring failed: %s", exc)
+        return 500, {"error": str(exc)}
     except Exception as exc:
         # still answer with a body the caller can read; the traceback goes to the deployment log
         _log.exception("scoring failed")
-        return {"error": f"internal scoring error: {type(exc).__name__}: {exc}"}
+        return 500, {"error": f"internal scoring error: {type(exc).__name__}: {exc}"}
 
 
-def _apply_fault(setting: str) -> None:
+def _count_call() -> int:
+    global _calls
+    with _calls_lock:
+        _calls += 1
+        return _calls
+
+
+def _apply_fault(setting: str, call: int) -> None:
     setting = setting.strip()
     if not setting:
         return
     if setting == "error":
-        raise RequestError(f"injected fault: {FAULT_ENV}=error")
-    kind, _, millis = setting.partition(":")
-    if kind == "slow" and millis.isdigit():
-        time.sleep(int(millis) / 1000)
+        raise DeploymentError(f"injected fault: {FAULT_ENV}=error")
+    kind, _, value = setting.partition(":")
+    if kind == "slow" and value.isdigit():
+        time.sleep(int(value) / 1000)
         return
-    raise RequestError(f"invalid {FAULT_ENV} value {setting!r}; expected 'error' or 'slow:<milliseconds>'")
+    if kind == "error-after" and value.isdigit():
+        if call > int(value):
+            raise DeploymentError(f"injected fault: {FAULT_ENV}={setting} (call {call})")
+        return
+    raise DeploymentError(f"invalid {FAULT_ENV} value {setting!r}; expected 'error', 'slow:<milliseconds>' "
+                          "or 'error-after:<calls>'")
 
 
 def parse_request(raw_data: str | bytes) -> np.ndarray:

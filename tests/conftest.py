@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def base_env(connection: str, prefix: str) -> dict[str, str]:
     env = read_values(SAMPLE)
-    # Intake tests run without retraining policies: nothing they send should start a job.
-    env.update(REACTOR_STORAGE_CONNECTION=connection, REACTOR_TABLE_PREFIX=prefix, REACTOR_RETRAIN_POLICIES="")
+    # Intake tests run without retraining or release policies: nothing they send starts a job or a release.
+    env.update(REACTOR_STORAGE_CONNECTION=connection, REACTOR_TABLE_PREFIX=prefix, REACTOR_RETRAIN_POLICIES="",
+               REACTOR_RELEASE_POLICIES="")
     return env
 
 
@@ -57,7 +58,7 @@ def services(env: dict[str, str]) -> Iterator[bootstrap.Services]:
 class HostProcess:
     """``python -m embedded.stack`` against the session's Azurite, as ``make dev`` runs it."""
 
-    def __init__(self, env: dict[str, str], watch: bool = False, timers: bool = True) -> None:
+    def __init__(self, env: dict[str, str], watch: bool = False, timers: bool = True, serving: bool = False) -> None:
         self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -66,6 +67,8 @@ class HostProcess:
             args.append("--no-watch")
         if not timers:
             args.append("--no-timers")
+        if not serving:  # the online endpoints' control plane: only for the tests that release models
+            args.append("--no-serving")
         self.log = ROOT / ".pytest_cache" / f"host-{self.port}.log"
         self.log.parent.mkdir(exist_ok=True)
         self._out = self.log.open("wb")

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from azure.ai.ml.entities import Job as AzureJob
     from azure.ai.ml.entities import Model as AzureModel
     from azure.ai.ml.entities import PipelineJob
-    from azure.core.credentials import TokenCredential
 
 log = logging.getLogger(__name__)
 
@@ -148,20 +147,11 @@ class AzureMLPlatform:
         only three times here (azure-core's default is ten, with up to two minutes between tries), as the
         caller retries the whole operation later anyway.
         """
+        from core.adapters.azure_client import LazyCredential, ml_client_factory
+
         client_kwargs.setdefault("retry_total", 3)
-
-        def build() -> MLClient:
-            from azure.ai.ml import MLClient
-
-            token_credential: TokenCredential | None = credential
-            if token_credential is None:
-                from azure.identity import DefaultAzureCredential
-
-                token_credential = DefaultAzureCredential(managed_identity_client_id=managed_identity_client_id)
-            # show_progress=False: no upload progress bars in the function's log
-            return MLClient(token_credential, subscription_id, resource_group, workspace,
-                            show_progress=False, **client_kwargs)
-
+        build = ml_client_factory(LazyCredential(credential, managed_identity_client_id),
+                                  subscription_id, resource_group, workspace, **client_kwargs)
         return cls(build, compute=compute, experiment=experiment, datastore=datastore)
 
     @property

@@ -229,6 +229,19 @@ class LocalMLPlatform:
                 raise TimeoutError(f"job {job_name} is still {job.status} after {timeout:g} s")
             time.sleep(0.1)
 
+    def register_package(self, name: str, package_dir: Path, tags: Mapping[str, str],
+                         properties: Mapping[str, str]) -> ModelVersion:
+        """Register a model package (the files of a model directory) as the next version, outside any
+        job: for tests and the demo, which need deployable versions without training through a job."""
+        if not _JOB_NAME.match(name):
+            raise ValueError(f"invalid model name {name!r}: use letters, digits, '-', '_', '.' (at most 255)")
+        if not any(p.is_file() for p in Path(package_dir).iterdir()):
+            raise ValueError(f"{package_dir}: no files to register")
+        # the event id derives from this name: unique per registration, as a job name is per job
+        return self._store_version(name, Path(package_dir), {str(k): str(v) for k, v in tags.items()},
+                                   {str(k): str(v) for k, v in properties.items()},
+                                   f"register-{name}-{uuid.uuid4().hex[:12]}")
+
     def model_files(self, name: str, version: str, dest_dir: Path) -> Path:
         """Download a registered version's files into ``dest_dir`` and return it."""
         if self.get_model(name, version) is None:
@@ -348,16 +361,21 @@ class LocalMLPlatform:
                       f"champion_{metric}": _text(verdict.get("champion")),
                       "improvement": _text(verdict.get("improvement")),
                       "champion_version": champion.version if champion else "none", "job_name": request.job_name}
-        version, etag = self._reserve_version(name, tags, properties, request.job_name)
+        return self._store_version(name, package, tags, properties, request.job_name)
+
+    def _store_version(self, name: str, package: Path, tags: Mapping[str, str], properties: Mapping[str, str],
+                       job_name: str) -> ModelVersion:
+        """Reserve the next version, upload the package, make it visible, announce ModelRegistered."""
+        version, etag = self._reserve_version(name, tags, properties, job_name)
         for path in sorted(p for p in package.iterdir() if p.is_file()):
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             self._blobs.put(self.container, f"{name}/{version}/{path.name}", path.read_bytes(), content_type)
         created = self._clock()
         self._store.update(self.models_table, name, _version_key(version),
                            {"state": "ready", "created_at": _iso(created)}, etag)
-        model = ModelVersion(name, str(version), tags, properties, created)
-        log(_log, logging.INFO, "model registered", job=request.job_name, model=name, version=model.version)
-        self._announce(request.job_name, [self._model_registered_event(request.job_name, model)])
+        model = ModelVersion(name, str(version), dict(tags), dict(properties), created)
+        log(_log, logging.INFO, "model registered", job=job_name, model=name, version=model.version)
+        self._announce(job_name, [self._model_registered_event(job_name, model)])
         return model
 
     def _reserve_version(self, name: str, tags: Mapping[str, str], properties: Mapping[str, str],

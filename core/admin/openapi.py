@@ -42,6 +42,9 @@ _SILENCE_BODY = {"type": "object", "required": ["matchers", "duration", "comment
     "matchers": {"type": "array", "items": {"type": "string"}, "description": "label=value, !=, =~ regex, !~"},
     "duration": {"type": "string", "description": "seconds or text such as 2h"},
     "comment": {"type": "string"}}}
+_RELEASE = [_param("id", "path", "MODEL:VERSION, e.g. diabetes:3", required=True)]
+_REASON_BODY = {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}}
+_DECIDED = {"403": PROBLEM, "404": PROBLEM, "409": PROBLEM}
 _LETTER = [_param("function", "path", "the Event Grid function (first part of the id)", required=True),
            _param("key", "path", "the event key (second part of the id)", required=True)]
 
@@ -63,6 +66,18 @@ PATHS: dict[str, dict[str, Any]] = {
     "/silences/{id}": {"delete": _op("Expire a silence now (role operator)",
                                      params=[_param("id", "path", "the silence id", required=True)],
                                      extra={"403": PROBLEM, "404": PROBLEM})},
+    "/releases": {"get": _op("Releases, newest first: state, step timeline with figures", params=[
+        _param("model", "query", "only this model"), _param("state", "query", "only releases in this state")])},
+    "/releases/{id}": {"get": _op("One release with its timeline", params=_RELEASE, extra={"404": PROBLEM})},
+    "/releases/{id}/approve": {"post": _op(
+        "Approve a release awaiting approval (role approver; not by whoever requested the model)", params=_RELEASE,
+        body={"type": "object", "properties": {"comment": {"type": "string"}}}, extra=_DECIDED)},
+    "/releases/{id}/reject": {"post": _op("Reject a release awaiting approval (role approver)", params=_RELEASE,
+                                          body=_REASON_BODY, extra=_DECIDED)},
+    "/models/{name}/rollback": {"post": _op(
+        "Roll the model's production traffic back: the release in its canary, else the champion to the previous "
+        "deployment (role operator or approver)", params=[_param("name", "path", "model name", required=True)],
+        body=_REASON_BODY, extra=_DECIDED)},
     "/openapi.json": {"get": _op("This document")},
     "/dashboard": {"get": _op("The status page (HTML; a browser passes the key as ?code=)",
                               ok={"description": "HTML page", "content": {"text/html": {}}})},

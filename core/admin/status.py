@@ -1,26 +1,56 @@
-"""What an operator wants at a glance: per model its champion, its retraining state, and the
-dead-letter backlog. A platform that cannot be reached is reported per model, not raised:
+"""What an operator wants at a glance: per model its champion (registered and in production),
+its retraining state, releases in flight, endpoints and their traffic, firing alerts; the
+dead-letter and notification backlogs. A platform that cannot be reached is reported per model, not raised:
 the status page is most needed when something is down."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.ledger import DeadLetter, Ledger
 from core.ml_platform import MLPlatform, ModelVersion
 from core.retraining import Retraining
+
+if TYPE_CHECKING:
+    from core.alerting import Alerting
+    from core.notify.outbox import Outbox
+    from core.release.service import Releases
 
 STATE_FIELDS = ("window_id", "window_opened_at", "pending_files", "pending_bytes", "pending_total", "drift",
                 "manual", "in_flight_job", "in_flight_since", "submitted", "job_url", "last_started_at",
                 "last_job", "last_outcome")
 
 
-def status(ledger: Ledger, retraining: Retraining, platform: MLPlatform) -> dict[str, Any]:
+def status(ledger: Ledger, retraining: Retraining, platform: MLPlatform, releases: Releases | None = None,
+           alerting: Alerting | None = None, outbox: Outbox | None = None) -> dict[str, Any]:
     letters = list(ledger.dead_letters())
-    return {"models": [model_status(m, retraining, platform) for m in sorted(retraining.policies)],
-            "dead_letters": backlog(letters)}
+    models = sorted(set(retraining.policies) | set(releases.policies if releases else ()))
+    firing = [s.value for s in alerting.alerts.alerts().values() if s.value.firing] if alerting else []
+    out = []
+    for m in models:
+        row = model_status(m, retraining, platform)
+        if releases is not None:
+            row.update(release_status(m, releases))
+        row["alerts_firing"] = [{"alertname": a.labels.get("alertname", ""), "severity": a.labels.get("severity", ""),
+                                 "since": a.fired_at, "summary": a.annotations.get("summary", "")}
+                                for a in firing if a.labels.get("model") == m]
+        out.append(row)
+    return {"models": out, "dead_letters": backlog(letters),
+            "outbox": {"pending": outbox.backlog()} if outbox is not None else {}}
+
+
+def release_status(model: str, releases: Releases) -> dict[str, Any]:
+    facts = releases.store.facts(model).value
+    found = releases.find(model)
+    return {"production": {"version": facts.champion_version, "deployment": facts.champion_deployment,
+                           "previous": facts.previous_deployment},
+            "releases_in_flight": [{"id": r.id, "state": r.state, "step": r.step, "updated_at": r.updated_at}
+                                   for r in found if r.active],
+            "last_release": ({"id": found[0].id, "state": found[0].state, "reason": found[0].reason}
+                             if found else None),
+            "endpoints": releases.endpoints(model)}
 
 
 def model_status(model: str, retraining: Retraining, platform: MLPlatform) -> dict[str, Any]:

@@ -89,6 +89,10 @@ class Outbox:
             return ""
         return receiver
 
+    def backlog(self) -> int:
+        """Deliveries still to be made (pending, due now or later after a failed attempt)."""
+        return sum(1 for _ in self._store.query(self.deliveries_table, where={"status": "pending"}))
+
     # -- drain ----------------------------------------------------------------------------
     def drain(self, now: datetime | None = None, limit: int = 500) -> DrainReport:
         """Send every due delivery (at most ``limit``), oldest first."""

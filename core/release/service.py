@@ -110,11 +110,9 @@ class Releases:
         except ValueError:
             model, version = "", ""
         found = self.store.get(model, version) if model else None
-        if found is None:
-            detail = {"endpoint": event.service_name, "models": [f"{n}:{v}" for n, v in event.model_ids]}
-            self._ledger.audit(AuditRecord("release.deployment_ignored", event.id, function=ACTOR,
-                                           event_id=event.id, detail={**detail, "reason": "not started by a release"}))
-            return {"action": "ignored", "reason": "deployment not started by a release of this app", **detail}
+        if found is None:  # the intake's audit record of this event carries the note
+            return {"action": "ignored", "reason": "deployment not started by a release of this app",
+                    "endpoint": event.service_name, "models": [f"{n}:{v}" for n, v in event.model_ids]}
         advanced = self.advance(model, version) or found.value
         return {"action": "deployment_confirmed", "release": rid, "state": advanced.state}
 
@@ -356,14 +354,18 @@ class Releases:
 
     def _promote(self, r: Release, p: ReleasePolicy) -> Release:
         self._serving.set_traffic(p.prod_endpoint, {r.deployment: 100}, {})
-        if r.previous:
-            self._serving.scale(p.prod_endpoint, r.previous, 1)  # kept, at its minimum, for a rollback
         facts = self.store.facts(r.model)
         kept = replace(facts.value, champion_version=r.version, champion_deployment=r.deployment,
                        previous_version=_version_of(facts.value, r.previous), previous_deployment=r.previous,
                        lock="")
         self.store.save_facts(kept, facts.etag)
-        deleted = self._retire(r, p)
+        # Housekeeping after the fact: an endpoint still Updating from the traffic change may refuse
+        # it for a while; the release is promoted either way and the next promotion tidies up.
+        if r.previous:
+            self._best_effort(r, "scale down the previous deployment",
+                              lambda: self._serving.scale(p.prod_endpoint, r.previous, 1))  # kept for a rollback
+        deleted: list[str] = []
+        self._best_effort(r, "delete old deployments", lambda: deleted.extend(self._retire(r, p)))
         for name in INCIDENTS:
             self._raise(name, r.model, False, f"{r.id} promoted")
         return r.with_step(self._now(), "promoted", f"{r.deployment} serves 100% of {p.prod_endpoint}",
@@ -387,8 +389,10 @@ class Releases:
         target = r.previous or self.store.facts(r.model).value.champion_deployment
         prev = self._serving.get_deployment(p.prod_endpoint, target) if target and target != r.deployment else None
         if prev is not None and prev.state == "succeeded":
-            self._serving.scale(p.prod_endpoint, prev.name, p.instance_count)
+            # Traffic first: a rollback is urgent, and scaling back up can wait for the endpoint.
             self._serving.set_traffic(p.prod_endpoint, {prev.name: 100}, {})
+            self._best_effort(r, "scale the previous deployment back up",
+                              lambda: self._serving.scale(p.prod_endpoint, prev.name, p.instance_count))
             where = f"traffic back to {prev.name}"
         else:
             ep = self._serving.get_endpoint(p.prod_endpoint)
@@ -408,7 +412,11 @@ class Releases:
         if r.state not in ("approved", "prod_deploying", "canary"):
             self._release_lease(r, etag)
             raise Conflict(f"release {rid} is {r.state}: nothing to roll back")
-        after = self._roll_back(r, self._policy(model), reason)
+        try:
+            after = self._roll_back(r, self._policy(model), reason)
+        except BaseException:
+            self._release_lease(r, etag)  # the platform failed: let the next try (or the timer) go at once
+            raise
         self._audit(after, "release.rollback_requested", {"reason": reason}, actor=actor)
         return self._saved(replace(after, lease_until=""), etag, r, actor=actor)
 
@@ -419,8 +427,9 @@ class Releases:
         prev = self._serving.get_deployment(p.prod_endpoint, f.previous_deployment)
         if prev is None or prev.state != "succeeded":
             raise Conflict(f"the previous deployment {f.previous_deployment} is gone or not healthy")
-        self._serving.scale(p.prod_endpoint, prev.name, p.instance_count)
         self._serving.set_traffic(p.prod_endpoint, {prev.name: 100}, {})
+        self._best_effort(None, "scale the previous deployment back up",
+                          lambda: self._serving.scale(p.prod_endpoint, prev.name, p.instance_count))
         try:
             self.store.save_facts(replace(f, champion_version=f.previous_version, champion_deployment=prev.name,
                                           previous_version="", previous_deployment=""), etag)
@@ -432,6 +441,15 @@ class Releases:
                                                                  f"{reason}; traffic back to {prev.name}")
             self._saved(rolled, old.etag, old.value, actor=actor)
         return {"action": "rolled_back", "model": p.model, "to": prev.name, "version": f.previous_version}
+
+    def _best_effort(self, r: Release | None, what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception as exc:  # noted for people; the release's outcome does not depend on it
+            _log.warning("release %s: could not %s: %s", r.id if r else "-", what, exc)
+            if r is not None:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                self._audit(r, "release.housekeeping_failed", {"what": what, "error": error})
 
     def _unlock(self, r: Release) -> None:
         facts = self.store.facts(r.model)
@@ -519,7 +537,9 @@ class Releases:
         if self._incident is None:
             return
         try:
-            self._incident(name, {"model": model, "severity": INCIDENTS[name]}, firing, summary)
+            policy = self.policies.get(model)
+            endpoint = {"endpoint": policy.prod_endpoint} if policy else {}  # grouped with the endpoint's alerts
+            self._incident(name, {"model": model, **endpoint, "severity": INCIDENTS[name]}, firing, summary)
         except Exception:
             _log.exception("incident %s for %s could not be recorded", name, model)
 

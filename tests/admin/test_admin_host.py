@@ -1,5 +1,6 @@
 """The admin routes on a real local host: who may call what, malformed requests, dead-letter
-replay, audit lineage and the OpenAPI document. Never a 5xx."""
+replay, audit lineage, releases (list, show, approve, reject, roll back) and the OpenAPI
+document. Never a 5xx."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import requests
 
 from core.ledger import AuditRecord
-from tests.admin.conftest import KEYS, MASTER, MODEL
+from tests.admin.conftest import KEYS, MASTER, MODEL, OTHER, PENDING, seed_release
 from tests.payloads import sample
 
 pytestmark = pytest.mark.integration
@@ -19,20 +20,38 @@ READS = ["status", "audit", "deadletters", "openapi.json", "dashboard"]
 FORGED = base64.b64encode(json.dumps({"claims": [{"typ": "roles", "val": "operator"},
                                                  {"typ": "name", "val": "mallory"}]}).encode()).decode()
 
-# (method, path, key) -> expected status
+ANYONE = [(None, 401), ("wrong", 401)]
+ROLE = {"reason": "the matrix"}
+
+# (method, path[, body]), key -> expected status
 MATRIX = [
     *[(("GET", p), key, code) for p in READS
-      for key, code in [(None, 401), ("wrong", 401), (KEYS["default"], 200), (KEYS["ops"], 200)]],
+      for key, code in [*ANYONE, (KEYS["default"], 200), (KEYS["ops"], 200)]],
     *[(("POST", NO_LETTER), key, code)
-      for key, code in [(None, 401), ("wrong", 401), (KEYS["default"], 403), (KEYS["ops"], 404),
-                        (KEYS["lead"], 404), (MASTER, 404)]],
+      for key, code in [*ANYONE, (KEYS["default"], 403), (KEYS["ops"], 404), (KEYS["lead"], 404), (MASTER, 404)]],
+    # Releases: reads need a key only; deciding needs approver, rolling back operator or approver.
+    # diabetes:7 is pending (no platform answers), so an approver's decision is refused with 409.
+    *[(("GET", p), key, code) for p in ("releases", f"releases?model={MODEL}", f"releases/{PENDING}")
+      for key, code in [*ANYONE, (KEYS["default"], 200), (KEYS["ops"], 200)]],
+    *[(("GET", f"releases/{MODEL}:999"), key, code) for key, code in [*ANYONE, (KEYS["default"], 404)]],
+    *[(("POST", f"releases/{PENDING}/approve", {}), key, code)
+      for key, code in [*ANYONE, (KEYS["default"], 403), (KEYS["ops"], 403), (KEYS["lead"], 409), (MASTER, 409)]],
+    *[(("POST", f"releases/{PENDING}/reject", ROLE), key, code)
+      for key, code in [*ANYONE, (KEYS["default"], 403), (KEYS["ops"], 403), (KEYS["lead"], 409), (MASTER, 409)]],
+    *[(("POST", f"releases/{MODEL}:999/{action}", ROLE), key, code) for action in ("approve", "reject")
+      for key, code in [(KEYS["default"], 403), (KEYS["lead"], 404)]],
+    # No production deployment to go back to: 409 for whoever may ask.
+    *[(("POST", f"models/{MODEL}/rollback", ROLE), key, code)
+      for key, code in [*ANYONE, (KEYS["default"], 403), (KEYS["ops"], 409), (KEYS["lead"], 409), (MASTER, 409)]],
+    *[(("POST", "models/no-such-model/rollback", ROLE), key, code)
+      for key, code in [(KEYS["default"], 403), (KEYS["ops"], 404)]],
 ]
 
 
 @pytest.mark.parametrize(("route", "key", "expected"), MATRIX, ids=lambda v: str(v))
-def test_authorization_matrix(admin_host, route, key, expected) -> None:
-    method, path = route
-    resp = admin_host.call(method, path, key)
+def test_authorization_matrix(admin_host, pending_release, route, key, expected) -> None:
+    method, path, *body = route
+    resp = admin_host.call(method, path, key, **({"json": body[0]} if body else {}))
     assert resp.status_code == expected, resp.text
     if expected >= 400:
         assert resp.headers["Content-Type"].startswith("application/problem+json")
@@ -78,22 +97,21 @@ def test_malformed_requests_name_the_parameter(admin_host, method, path, field) 
 
 def test_status_shows_each_model_and_the_backlog(admin_host) -> None:
     body = admin_host.call("GET", "status", KEYS["default"]).json()
-    [model] = body["models"]
+    assert [m["model"] for m in body["models"]] == sorted([MODEL, OTHER])
+    [model] = [m for m in body["models"] if m["model"] == MODEL]
     assert model["model"] == MODEL and model["champion"] is None and model["versions"] == []
     assert set(model["retrain"]) >= {"window_id", "pending_files", "in_flight_job", "last_outcome"}
     assert set(body["dead_letters"]) == {"pending", "by_function"}
-
-
-def deliver(admin_host, function: str, event: dict) -> None:
-    resp = requests.post(f"{admin_host.url}/runtime/webhooks/eventgrid", params={"functionName": function},
-                         headers={"aeg-event-type": "Notification"}, json=[event], timeout=30)
-    assert resp.status_code == 202, resp.text
+    assert body["outbox"] == {"pending": 0}
+    # No platform answers: each endpoint says so instead of failing the whole status.
+    assert set(model["endpoints"]) == {"qa", "production"}
+    assert "ConnectionError" in model["endpoints"]["production"]["error"]
 
 
 def test_an_invalid_event_replayed_stays_dead_lettered(admin_host, admin_services) -> None:
     raw = sample("ModelRegistered")
     del raw["data"]["ModelName"]
-    deliver(admin_host, "on_model_registered", raw)
+    admin_host.deliver("on_model_registered", raw)
     listed = admin_host.call("GET", "deadletters?function=on_model_registered", KEYS["default"]).json()
     [letter] = [d for d in listed["dead_letters"] if d["event_id"] == raw["id"]]
     function, key = letter["id"].split("/")
@@ -137,3 +155,71 @@ def test_openapi_describes_every_route_the_host_serves(admin_host) -> None:
     assert {"functionKeyHeader", "functionKeyQuery"} <= set(doc["components"]["securitySchemes"])
     assert {"/health", "/retrain", "/status", "/audit", "/deadletters", "/deadletters/{function}/{key}/replay",
             "/openapi.json", "/dashboard"} <= set(doc["paths"])
+
+
+# -- releases -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("method", "path", "body", "field"), [
+    ("GET", "releases?state=weird", None, "state"),
+    ("GET", "releases/not-a-release-id", None, "release"),
+    ("POST", "releases/not-a-release-id/approve", {}, "release"),
+    ("POST", f"releases/{PENDING}/approve", b"not json", "body"),
+    ("POST", f"releases/{PENDING}/approve", [1], "body"),
+    ("POST", f"releases/{PENDING}/approve", {"comment": 5}, "comment"),
+    ("POST", f"releases/{PENDING}/reject", {}, "reason"),
+    ("POST", f"releases/{PENDING}/reject", b"{", "body"),
+    ("POST", f"releases/{PENDING}/reject", {"reason": "   "}, "reason"),
+    ("POST", f"releases/{PENDING}/reject", {"reason": "x" * 501}, "reason"),
+    ("POST", f"models/{MODEL}/rollback", {"why": "no reason field"}, "reason"),
+    ("POST", f"models/{MODEL}/rollback", b"reason=bad", "body"),
+    ("POST", f"models/{MODEL}/rollback", None, "body"),
+])
+def test_malformed_release_requests_name_the_field(admin_host, pending_release, method, path, body, field) -> None:
+    sent = {"data": body} if isinstance(body, bytes) else {"json": body} if body is not None else {}
+    resp = admin_host.call(method, path, KEYS["lead"], **sent)
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
+    assert resp.json()["field"] == field
+
+
+def test_a_registered_version_is_listed_and_shown_with_its_timeline(admin_host, pending_release) -> None:
+    listed = admin_host.call("GET", f"releases?model={MODEL}&state=pending", KEYS["default"]).json()
+    assert [r["id"] for r in listed["releases"]] == [PENDING] and listed["count"] == 1
+    release = admin_host.call("GET", f"releases/{PENDING}", KEYS["default"]).json()
+    assert release["state"] == "pending" and release["deployment"] == "diabetes-v7"
+    assert release["timeline"][0]["note"] == "version 7 registered"
+    assert admin_host.call("GET", "releases?state=promoted", KEYS["default"]).json()["count"] == 0
+
+
+def test_a_denied_approval_is_audited_with_the_caller(admin_host, admin_services, pending_release) -> None:
+    resp = admin_host.call("POST", f"releases/{PENDING}/approve", KEYS["ops"], json={"comment": "ship it"})
+    assert resp.status_code == 403 and resp.json()["field"] == "role"
+    denied = [r for r in admin_services.ledger.audit_records({"action": "admin.denied"})
+              if r["detail"]["action"] == "approve"]
+    assert denied and denied[-1]["actor"] == "key:ops" and denied[-1]["detail"]["needs_role"] == "approver"
+    assert admin_services.releases.get(PENDING).state == "pending"
+
+
+def test_an_approver_decides_releases_awaiting_approval(admin_host, admin_services) -> None:
+    approve, reject = seed_release(admin_services, "1"), seed_release(admin_services, "2")
+    resp = admin_host.call("POST", f"releases/{approve}/approve", KEYS["lead"], json={"comment": "looks good"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    # Approved; the production deploy that follows fails (no platform answers) and waits for the next tick.
+    assert body["state"] == "approved" and body["decided_by"] == "key:lead"
+    assert body["timeline"][-1]["note"] == "looks good (by key:lead)"
+    again = admin_host.call("POST", f"releases/{approve}/approve", KEYS["lead"])
+    assert again.status_code == 409 and "not awaiting approval" in again.json()["detail"]
+    resp = admin_host.call("POST", f"releases/{reject}/reject", KEYS["lead"], json={"reason": "p95 too high"})
+    assert resp.status_code == 200 and resp.json()["state"] == "rejected"
+    assert resp.json()["reason"] == "p95 too high"
+    decided = [(r["action"], r["actor"]) for r in admin_services.ledger.audit_records({"model": OTHER})
+               if r["detail"].get("release") in (approve, reject)
+               and r["action"] in ("release.approved", "release.rejected")]
+    assert decided == [("release.approved", "key:lead"), ("release.rejected", "key:lead")]
+
+
+def test_whoever_requested_a_model_may_not_approve_its_release(admin_host, admin_services) -> None:
+    rid = seed_release(admin_services, "3", requested_by="key:lead")
+    resp = admin_host.call("POST", f"releases/{rid}/approve", KEYS["lead"])
+    assert resp.status_code == 403 and "separation of duties" in resp.json()["detail"]
+    assert admin_host.call("POST", f"releases/{rid}/approve", MASTER).status_code == 200

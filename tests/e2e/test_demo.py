@@ -14,10 +14,10 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_demo_runs_the_retraining_loop() -> None:
+def test_demo_runs_the_retraining_and_release_loop() -> None:
     env = {**os.environ, "REACTOR_DEMO_PORT": str(free_port()), "REACTOR_DEMO_RECEIVER_PORT": str(free_port())}
     out = subprocess.run([sys.executable, "-m", "embedded.demo"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=240)
+                         text=True, timeout=420)
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "3 BlobCreated events arrived at on_blob_created and joined one batching window" in text
@@ -27,7 +27,15 @@ def test_demo_runs_the_retraining_loop() -> None:
     assert "challenger LOST, champion kept" in text
     assert text.count("retrain.started") == 2, "one job per batch of data, no more"
     assert "one grouped notification per receiver arrived: pagerduty, slack, teams" in text
-    assert text.count("receiver:  [pagerduty] trigger") == 1 and text.count("receiver:  [pagerduty] resolve") == 1
+    assert "release diabetes:1: deployed to QA and smoke-tested -> awaiting_approval" in text
+    assert "$ reactor approve diabetes:1" in text and "release diabetes:1: PROMOTED  diabetes-v1 100%" in text
+    assert "release diabetes:2: QA_FAILED  10 of 10 smoke requests failed" in text
+    assert "release diabetes:3: passed QA -> awaiting_approval" in text
+    assert "release diabetes:3: ROLLED_BACK automatically  health check failed" in text
+    assert "production traffic after the rollback  diabetes-v1 100%" in text
+    assert "10% of production traffic to diabetes-v3" in text, "the canary went step by step"
+    assert "deploying diabetes-v2 to diabetes-prod" not in text, "the broken version never reached production"
+    assert "$ reactor status" in text and "/api/dashboard" in text
     assert "each receiver got the resolve" in text
     assert "demo-routing-key" not in text and "demo-webhook" not in text, "secrets never printed"
-    assert "stopped the host, the platform and Azurite" in text
+    assert "stopped the host, the endpoints, the platform and Azurite" in text

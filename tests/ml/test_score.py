@@ -134,3 +134,57 @@ def test_init_fails_loudly_without_a_model(tmp_path, monkeypatch):
     monkeypatch.delenv("AZUREML_MODEL_DIR")
     with pytest.raises(RuntimeError, match="AZUREML_MODEL_DIR is not set"):
         score.init()
+
+
+# -- statuses: what the inference server answers with ------------------------------------------------
+def test_score_returns_200_with_predictions(scorer, good_model):
+    status, body = score.score(json.dumps({"data": _rows(good_model)}))
+    assert status == 200
+    assert body == score.run(json.dumps({"data": _rows(good_model)}))
+
+
+def test_score_returns_400_for_a_request_it_cannot_score(scorer):
+    assert score.score("{data: nope")[0] == 400
+
+
+def test_score_returns_500_for_a_deployment_that_cannot_score(scorer, monkeypatch):
+    monkeypatch.setenv(score.FAULT_ENV, "error")
+    assert score.score(json.dumps({"data": [ROW]})) == (500, {"error": "injected fault: REACTOR_SCORE_FAULT=error"})
+    monkeypatch.delenv(score.FAULT_ENV)
+    monkeypatch.setattr(score, "_model", None)
+    assert score.score(json.dumps({"data": [ROW]}))[0] == 500
+
+
+def test_score_returns_500_for_an_invalid_fault_setting(scorer, monkeypatch):
+    monkeypatch.setenv(score.FAULT_ENV, "slow:soon")  # the deployment is misconfigured, not the request
+    status, body = score.score(json.dumps({"data": [ROW]}))
+    assert status == 500 and "invalid REACTOR_SCORE_FAULT value 'slow:soon'" in body["error"]
+
+
+def test_score_returns_500_for_an_unexpected_failure(scorer, monkeypatch):
+    class Broken:
+        def predict(self, X):
+            raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(score, "_model", Broken())
+    assert score.score(json.dumps({"data": [ROW]}))[0] == 500
+
+
+def test_fault_error_after_counts_the_calls_of_the_process(scorer, monkeypatch):
+    monkeypatch.setattr(score, "_calls", 0)
+    monkeypatch.setenv(score.FAULT_ENV, "error-after:2")
+    statuses = [score.score(json.dumps({"data": [ROW]}))[0] for _ in range(4)]
+    assert statuses == [200, 200, 500, 500]
+    fifth = score.run(json.dumps({"data": [ROW]}))
+    assert fifth == {"error": "injected fault: REACTOR_SCORE_FAULT=error-after:2 (call 5)"}
+
+
+def test_run_answers_with_an_aml_response_when_azure_provides_one(scorer, monkeypatch):
+    class AMLResponse:  # the shape of azureml.contrib.services.aml_response.AMLResponse
+        def __init__(self, message, status_code, response_headers=None, json_str=False):
+            self.message, self.status_code, self.json_str = message, status_code, json_str
+
+    monkeypatch.setattr(score, "_AMLResponse", AMLResponse)
+    answer = score.run("{data: nope")
+    assert (answer.status_code, answer.json_str) == (400, True)
+    assert "not valid JSON" in answer.message["error"]

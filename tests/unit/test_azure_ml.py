@@ -2,9 +2,10 @@
 
 Nothing of ours is mocked. The tests build a real ``MLClient`` (through ``AzureMLPlatform.from_settings``)
 with a static token credential and an injected ``HttpTransport``; the SDK forwards ``transport=`` to all of
-its generated REST clients. ``FakeWorkspace`` is that transport: it records every request and answers like
-the Azure ML REST API does, from the JSON responses in ``tests/fixtures/azureml`` plus what earlier requests
-stored (a PUT asset can be listed and read back, as in the service).
+its generated REST clients. ``FakeWorkspace`` is that transport (a ``FakeTransport`` of
+``tests.azure_transport``): it records every request and answers like the Azure ML REST API does, from the
+JSON responses in ``tests/fixtures/azureml`` plus what earlier requests stored (a PUT asset can be listed and
+read back, as in the service).
 
 Submitting a pipeline job makes the SDK upload the components' code snapshot to the workspace's blob
 storage with a SAS it gets from the service. The SDK builds that ``BlobServiceClient`` itself without
@@ -15,37 +16,39 @@ Blob service's REST format.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import io
 import json
 import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
-import urllib3
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
-from azure.core.pipeline.transport import HttpTransport
 
 from core.adapters.azure_ml import AzureMLPlatform, datastore_uri, map_status
 from core.ml_platform import BlobFolder, RetrainRequest
+from tests.azure_transport import (
+    ARM,
+    RG,
+    SUB,
+    TENANT,
+    WS,
+    WS_PATH,
+    Answer,
+    FakeTransport,
+    Sent,
+    StaticCredential,
+    blob_storage_route,
+    json_answer,
+    sdk_modules_loaded_by,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.RemovedInMarshmallow4Warning")
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "azureml"
-SUB, RG, WS = "00000000-1111-2222-3333-444444444444", "reactor-rg", "reactor-ws"
-WS_PATH = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}"
-ARM = "management.azure.com"
-TENANT = "72f988bf-0000-4000-8000-000000000001"
 
 
 def fixture(name: str) -> dict:
@@ -61,56 +64,7 @@ def request_for(job_name: str, **changes) -> RetrainRequest:
     return dataclasses.replace(request, **changes)
 
 
-# --- the outside world: a token credential and the workspace's REST API and blob storage ---
-
-
-def _unsigned_jwt(claims: dict) -> str:
-    def part(data: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.c2ln"
-
-
-class StaticCredential:
-    """A TokenCredential that stays in the process: an unsigned JWT whose audience is the requested scope
-    (the SDK decodes the ml.azure.com token of a pipeline submit and checks its ``aud``)."""
-
-    def __init__(self) -> None:
-        self.scopes: list[str] = []
-
-    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
-        self.scopes.extend(scopes)
-        audience = scopes[0].removesuffix("/.default").rstrip("/")
-        claims = {"aud": audience, "tid": TENANT, "exp": 4102444800}
-        return AccessToken(_unsigned_jwt(claims), 4102444800)
-
-
-@dataclass
-class Sent:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    @property
-    def path(self) -> str:
-        """Path inside the workspace for ARM requests (``/jobs/x``), the blob path for storage."""
-        path = unquote(urlsplit(self.url).path)
-        return path.removeprefix(WS_PATH) if self.host == ARM else path
-
-    @property
-    def query(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(urlsplit(self.url).query).items()}
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.host}{self.path}"
+# --- the outside world: the workspace's REST API and blob storage ---
 
 
 @dataclass
@@ -119,116 +73,52 @@ class Blob:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def _as_bytes(body: object) -> bytes:
-    if body is None:
-        return b""
-    if isinstance(body, str):
-        return body.encode()
-    if isinstance(body, bytes | bytearray):
-        return bytes(body)
-    if hasattr(body, "read"):  # a stream azure-storage-blob uploads from
-        return body.read()
-    return b"".join(body)  # type: ignore[arg-type]
+def _error(status: int, fixture_name: str) -> Answer:
+    return json_answer(status, fixture(fixture_name))
 
 
-def _json(status: int, payload: dict) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(payload).encode()
-
-
-def _error(status: int, fixture_name: str) -> tuple[int, dict[str, str], bytes]:
-    return _json(status, fixture(fixture_name))
-
-
-def _transport_response(request, status: int, headers: dict[str, str], body: bytes):
-    """What RequestsTransport returns: a requests.Response over a urllib3 response, wrapped for the request
-    kind (azure.core.rest requests get the rest response type, legacy pipeline requests the legacy one)."""
-    from azure.core.pipeline.transport._requests_basic import RequestsTransportResponse
-    from azure.core.rest import HttpRequest as RestHttpRequest
-    from azure.core.rest._requests_basic import RestRequestsTransportResponse
-
-    raw = urllib3.HTTPResponse(body=io.BytesIO(body), headers=headers, status=status, preload_content=False,
-                               request_method=request.method)
-    response = requests.Response()
-    response.status_code, response.raw, response.url = status, raw, request.url
-    response.headers = requests.structures.CaseInsensitiveDict(headers)
-    response.reason = {200: "OK", 201: "Created", 404: "Not Found"}.get(status, "Error")
-    if isinstance(request, RestHttpRequest):
-        return RestRequestsTransportResponse(request=request, internal_response=response, block_size=4096)
-    return RequestsTransportResponse(request, response, 4096)
-
-
-class FakeWorkspace(HttpTransport):
+class FakeWorkspace(FakeTransport):
     """The Azure ML REST API of one workspace and its blob storage, in memory; records every request."""
 
     def __init__(self) -> None:
-        self.sent: list[Sent] = []
-        self.unexpected: list[str] = []
+        super().__init__()
         self.jobs: dict[str, dict] = {}
         self.assets: dict[str, dict] = {}  # ARM path of an environment/code/component version -> resource
         self.blobs: dict[str, Blob] = {}
         self.datastores: dict[str, dict] = {"reactordata": fixture("datastore.json")}
-        self.failures: list[tuple[str, str, int]] = []  # (method, path regex, status), each used once
         self.before_job_put = None  # hook: a concurrent submitter
-        self._lock = threading.Lock()
         self._sas = fixture("code_pending_upload.json")["blobReferenceForConsumption"]["credential"]["sasUri"]
-
-    # HttpTransport
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def send(self, request, **kwargs):
-        body = request.content if hasattr(request, "content") and not callable(request.content) else request.body
-        sent = Sent(request.method, request.url, dict(request.headers), _as_bytes(body))
-        with self._lock:
-            self.sent.append(sent)
-            status, headers, payload = self._answer(sent)
-        return _transport_response(request, status, headers, payload)
 
     # test helpers
     def fail_next(self, method: str, path_regex: str, status: int) -> None:
-        self.failures.append((method, path_regex, status))
-
-    def arm(self, method: str | None = None) -> list[Sent]:
-        return [s for s in self.sent if s.host == ARM and (method is None or s.method == method)]
+        fixture_name = "error_unavailable.json" if status >= 500 else "error_not_found.json"
+        self.failures.append((method, path_regex, _error(status, fixture_name)))
 
     def storage(self) -> list[Sent]:
         return [s for s in self.sent if s.host.endswith(".blob.core.windows.net")]
 
-    def reset(self) -> None:
-        self.sent.clear()
-
     # the service
-    def _answer(self, s: Sent) -> tuple[int, dict[str, str], bytes]:
-        for i, (method, pattern, status) in enumerate(self.failures):
-            if s.method == method and re.search(pattern, s.path):
-                del self.failures[i]
-                return _error(status, "error_unavailable.json" if status >= 500 else "error_not_found.json")
+    def _answer(self, s: Sent) -> Answer:
+        self.sent.append(s)
+        if (failure := self._injected(s)) is not None:
+            return failure
         if s.host.endswith(".blob.core.windows.net"):
             return self._blob(s)
         if s.host == ARM:
             return self._rest(s)
         return self._unexpected(s)
 
-    def _unexpected(self, s: Sent) -> tuple[int, dict[str, str], bytes]:
+    def _unexpected(self, s: Sent) -> Answer:
         self.unexpected.append(str(s))
-        return _json(400, {"error": {"code": "UnexpectedInTest", "message": str(s)}})
+        return json_answer(400, {"error": {"code": "UnexpectedInTest", "message": str(s)}})
 
-    def _rest(self, s: Sent) -> tuple[int, dict[str, str], bytes]:
+    def _rest(self, s: Sent) -> Answer:
         p = s.path
         if s.method == "GET" and p == "":
-            return _json(200, fixture("workspace.json"))
+            return json_answer(200, fixture("workspace.json"))
         if s.method == "GET" and (m := re.fullmatch(r"/datastores/([^/]+)", p)):
             found = self.datastores.get(m.group(1))
-            return _json(200, found) if found else _error(404, "error_not_found.json")
+            return json_answer(200, found) if found else _error(404, "error_not_found.json")
         if m := re.fullmatch(r"/jobs/([^/]+)", p):
             return self._job(s, m.group(1))
         if s.method == "GET" and (m := re.fullmatch(r"/models/([^/]+)/versions", p)):
@@ -238,20 +128,20 @@ class FakeWorkspace(HttpTransport):
         if s.method == "GET" and re.fullmatch(r"/codes/[^/]+/versions", p):
             return self._codes_by_hash(s.query.get("hash", ""))
         if s.method == "POST" and re.fullmatch(r"/codes/[^/]+/versions/[^/]+/startPendingUpload", p):
-            return _json(200, fixture("code_pending_upload.json"))
+            return json_answer(200, fixture("code_pending_upload.json"))
         if re.fullmatch(r"/(environments|codes|components)/[^/]+/versions/[^/]+", p):
             return self._asset(s)
         return self._unexpected(s)
 
-    def _job(self, s: Sent, name: str) -> tuple[int, dict[str, str], bytes]:
+    def _job(self, s: Sent, name: str) -> Answer:
         if s.method == "GET":
-            return _json(200, self.jobs[name]) if name in self.jobs else _error(404, "error_not_found.json")
+            return json_answer(200, self.jobs[name]) if name in self.jobs else _error(404, "error_not_found.json")
         if s.method != "PUT":
             return self._unexpected(s)
         if self.before_job_put is not None:
             self.before_job_put(self, name)
         if name in self.jobs:  # the service does not resubmit a job: an existing name is an error
-            return _json(400, {"error": {"code": "UserError", "message": f"Job {name} already exists."}})
+            return json_answer(400, {"error": {"code": "UserError", "message": f"Job {name} already exists."}})
         accepted = fixture("job_accepted.json")
         job = s.json()
         job["properties"] = {**job["properties"], **accepted["properties"]}
@@ -260,30 +150,30 @@ class FakeWorkspace(HttpTransport):
         studio["endpoint"] = studio["endpoint"].replace("{name}", name)
         job.update(id=WS_PATH + f"/jobs/{name}", name=name, type=accepted["type"], systemData=accepted["systemData"])
         self.jobs[name] = job
-        return _json(201, job)
+        return json_answer(201, job)
 
-    def _model_versions(self, s: Sent, name: str) -> tuple[int, dict[str, str], bytes]:
+    def _model_versions(self, s: Sent, name: str) -> Answer:
         if name != "diabetes-ridge":
-            return _json(200, {"value": []})
+            return json_answer(200, {"value": []})
         page = "model_versions_page2.json" if "$skipToken" in s.query else "model_versions_page1.json"
-        return _json(200, fixture(page))
+        return json_answer(200, fixture(page))
 
-    def _model_version(self, name: str, version: str) -> tuple[int, dict[str, str], bytes]:
+    def _model_version(self, name: str, version: str) -> Answer:
         everything = fixture("model_versions_page1.json")["value"] + fixture("model_versions_page2.json")["value"]
         for item in everything:
             if item["id"].endswith(f"/models/{name}/versions/{version}"):
-                return _json(200, item)
+                return json_answer(200, item)
         return _error(404, "error_not_found.json")
 
-    def _codes_by_hash(self, digest: str) -> tuple[int, dict[str, str], bytes]:
+    def _codes_by_hash(self, digest: str) -> Answer:
         found = [a for path, a in self.assets.items() if "/codes/" in path
                  and a["properties"].get("properties", {}).get("hash_sha256") == digest]
-        return _json(200, {"value": found})
+        return json_answer(200, {"value": found})
 
-    def _asset(self, s: Sent) -> tuple[int, dict[str, str], bytes]:
+    def _asset(self, s: Sent) -> Answer:
         if s.method == "GET":
             found = self.assets.get(s.path)
-            return _json(200, found) if found else _error(404, "error_not_found.json")
+            return json_answer(200, found) if found else _error(404, "error_not_found.json")
         if s.method != "PUT":
             return self._unexpected(s)
         existed = s.path in self.assets
@@ -294,9 +184,9 @@ class FakeWorkspace(HttpTransport):
                         systemData={"createdAt": "2024-05-06T09:00:01.0000000+00:00", "createdBy": "reactor-func",
                                     "createdByType": "Application"})
         self.assets[s.path] = resource
-        return _json(200 if existed else 201, resource)
+        return json_answer(200 if existed else 201, resource)
 
-    def _blob(self, s: Sent) -> tuple[int, dict[str, str], bytes]:
+    def _blob(self, s: Sent) -> Answer:
         if s.query.get("sig") != parse_qs(urlsplit(self._sas).query)["sig"][0]:
             return 403, {"x-ms-error-code": "AuthenticationFailed"}, b""
         common = {"ETag": '"0x8DC6DA7C5A0E4F1"', "Last-Modified": "Mon, 06 May 2024 09:00:02 GMT",
@@ -336,12 +226,7 @@ def make_platform(fake: FakeWorkspace, credential: StaticCredential | None = Non
 def module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, FakeWorkspace]]:
     """Outside a git work tree (the SDK adds git properties to a job and runs `git status` to do so),
     with azure-storage-blob's default transport routed to the fake of the test using it."""
-    import azure.storage.blob._shared.base_client as storage_base
-
-    holder: dict[str, FakeWorkspace] = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp_path_factory.mktemp("cwd"))
-        mp.setattr(storage_base, "RequestsTransport", lambda **kwargs: holder["fake"])
+    with blob_storage_route(tmp_path_factory.mktemp("cwd")) as holder:
         yield holder
 
 
@@ -667,10 +552,6 @@ def test_from_settings_uses_default_azure_credential_without_one(fake):
 
 
 def test_importing_and_configuring_the_adapter_loads_no_sdk():
-    code = ("import sys\n"
-            "from core.adapters.azure_ml import AzureMLPlatform\n"
-            "AzureMLPlatform.from_settings('s', 'rg', 'ws', compute='c', experiment='e', datastore='d')\n"
-            "heavy = ('azure.ai.ml', 'azure.identity', 'ml.pipeline', 'sklearn')\n"
-            "print(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy)))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    code = ("from core.adapters.azure_ml import AzureMLPlatform\n"
+            "AzureMLPlatform.from_settings('s', 'rg', 'ws', compute='c', experiment='e', datastore='d')")
+    assert sdk_modules_loaded_by(code, ("azure.ai.ml", "azure.identity", "ml.pipeline", "sklearn")) == []

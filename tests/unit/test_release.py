@@ -139,7 +139,8 @@ def test_failing_smoke_test_fails_qa_and_never_touches_production(world: World) 
     assert r.state == "qa_failed" and "5 of 5 smoke requests failed" in r.reason and "HTTP 500" in r.reason
     assert "diabetes-prod" not in world.serving.endpoints
     assert ("diabetes-qa", "diabetes-v1") not in world.serving.deployments  # no traffic: deleted
-    assert world.incidents[-1][:3] == ("ReleaseFailed", {"model": MODEL, "severity": "error"}, True)
+    labels = {"model": MODEL, "endpoint": "diabetes-prod", "severity": "error"}
+    assert world.incidents[-1][:3] == ("ReleaseFailed", labels, True)
 
 
 def test_slow_smoke_test_fails_on_p95(world: World) -> None:
@@ -169,7 +170,8 @@ def test_canary_health_failure_rolls_back_to_the_previous_deployment(world: Worl
     assert r.state == "rolled_back" and "error rate 30.0% above 5.0%" in r.reason
     assert world.traffic() == {"diabetes-v1": 100}
     assert world.releases.store.facts(MODEL).value.lock == ""
-    assert world.incidents[-1][:3] == ("ReleaseRolledBack", {"model": MODEL, "severity": "critical"}, True)
+    labels = {"model": MODEL, "endpoint": "diabetes-prod", "severity": "critical"}
+    assert world.incidents[-1][:3] == ("ReleaseRolledBack", labels, True)
     assert world.audit("release.health")[-1]["detail"]["outcome"] == "bad"
 
 
@@ -233,8 +235,9 @@ def test_filters_duplicates_and_unknown_models(world: World) -> None:
 def test_model_deployed_confirms_ours_and_ignores_others(world: World) -> None:
     world.register("1")
     foreign = parse_event(sample("ModelDeployed"))
-    assert world.releases.on_model_deployed(foreign, None)["action"] == "ignored"
-    assert world.audit("release.deployment_ignored")
+    ignored = world.releases.on_model_deployed(foreign, None)
+    assert ignored["action"] == "ignored" and ignored["endpoint"] == "my-sklearn-service"
+    assert "not started by a release" in ignored["reason"]
     raw = sample("ModelDeployed")
     raw["data"].update(ServiceName="diabetes-qa", ModelIds="diabetes:1",
                        ServiceTags={"reactor_release": "diabetes:1"})
