@@ -216,6 +216,7 @@ def build(env: Mapping[str, str], workdir: Path) -> ControlPlane:
     """The control plane on the storage and event destination the app's settings name."""
     from core.adapters.blob_store import AzureBlobStore
     from core.adapters.local_eventgrid import EventGridEmulator
+    from core.adapters.local_ml import models_container
     from core.adapters.table_store import TableStateStore
     from core.settings import Settings
 
@@ -225,11 +226,6 @@ def build(env: Mapping[str, str], workdir: Path) -> ControlPlane:
     files = ModelFiles(blobs, models_container(settings.table_prefix))
     return ControlPlane(ServingStore(store, settings.table_prefix), files,
                         EventGridEmulator(settings.local_eventgrid_url).publish, workdir)
-
-
-def models_container(prefix: str) -> str:
-    """Where the local ML platform keeps registered versions (``LocalMLPlatform.container``)."""
-    return f"{prefix.lower()}-models"
 
 
 def _parser() -> argparse.ArgumentParser:

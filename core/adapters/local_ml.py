@@ -93,6 +93,11 @@ _log = get_logger("local_ml")
 _LIVE: weakref.WeakValueDictionary[str, LocalMLPlatform] = weakref.WeakValueDictionary()
 
 
+def models_container(prefix: str) -> str:
+    """The blob container holding registered versions; the local serving platform reads it too."""
+    return f"{prefix.lower()}-models"
+
+
 class StepFailed(Exception):
     """A pipeline step could not finish; the message is the job's error, fit for a person."""
 
@@ -155,7 +160,7 @@ class LocalMLPlatform:
         self._workdir = workdir
         self.jobs_table = f"{prefix}mljobs"
         self.models_table = f"{prefix}mlmodels"
-        self.container = f"{prefix.lower()}-models"
+        self.container = models_container(prefix)
         self.instance = uuid.uuid4().hex
         self._active: set[str] = set()  # jobs this object is running (from before the insert to the end)
         self._threads: dict[str, threading.Thread] = {}

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import requests
 
+from core.adapters.local_ml import models_container
 from core.ml_platform import Deployment, DeploymentHealth, DeploymentSpec, Endpoint, ScoreResult
 from core.ports import BlobStore
 
@@ -33,7 +34,7 @@ class LocalServing:
     def __init__(self, base_url: str, blobs: BlobStore, prefix: str, *, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._blobs = blobs
-        self.models_container = f"{prefix.lower()}-models"  # where the local ML platform registers versions
+        self.models_container = models_container(prefix)
         self._timeout = timeout
         self._session = requests.Session()
         self._scoring_uris: dict[str, str] = {}

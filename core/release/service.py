@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -498,8 +499,6 @@ class Releases:
                 except PreconditionFailed:
                     pass
             if wait:
-                import time
-
                 time.sleep(0.2)
         return None
 

@@ -213,7 +213,7 @@ def test_reject_and_expiry(world: World) -> None:
     assert world.incidents[-1][0] == "ReleaseApprovalExpired"
 
 
-def test_auto_approval_policy(world: World) -> None:
+def test_auto_approval_policy() -> None:
     w = World(MemoryStateStore(), MemoryBlobStore(), {**POLICY, "approval": "auto"})
     w.register("1")
     w.pass_time(1, ticks=4)
