@@ -95,7 +95,7 @@ class Alerting:
         metric_rules = [r for r in self.config.rules if r.kind == "metric"]
         log_rules = [r for r in self.config.rules if r.kind == "log"]
         if metric_rules:
-            queries = [MetricQuery(r.resource_ids, r.namespace, r.metric, r.aggregation, r.window)
+            queries = [MetricQuery(r.resource_ids, r.namespace, r.metric, r.aggregation, r.window, r.dimensions)
                        for r in metric_rules]
             for rule, values in zip(metric_rules, self._source.query_metrics(queries, now), strict=True):
                 for resource in rule.resource_ids:
