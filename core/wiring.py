@@ -63,10 +63,11 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     sources = SourcePolicy(settings.storage_event_sources, settings.ml_event_sources)
     configure(settings.log_level)
     platform = platform or _platform(settings, store, blobs)
-    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
-                            clock=clock, code_version=settings.code_version)
-    serving = serving or _serving(settings, blobs)
     alerting_ref: list[Alerting] = []  # releases raise incidents through alerting, which rolls releases back
+    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
+                            clock=clock, code_version=settings.code_version,
+                            incident=lambda *a: alerting_ref[0].incident(*a))  # failed jobs are incidents
+    serving = serving or _serving(settings, blobs)
     releases = Releases(ReleaseStore(store, settings.table_prefix), ledger, serving, settings.release_policies,
                         clock=clock, lease_seconds=settings.claim_lease_seconds,
                         incident=lambda *a: alerting_ref[0].incident(*a))
