@@ -8,6 +8,7 @@ take a millisecond or two each to create).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from core.adapters.blob_store import AzureBlobStore
@@ -79,7 +80,8 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     from core.notify.send import Sender
 
     outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
-                    send=Sender(timeout=10))  # the outbox's 60 s lease outlasts the 10 s timeout
+                    send=Sender(timeout=10),  # the outbox's 60 s lease outlasts the 10 s timeout
+                    retention=timedelta(hours=settings.outbox_retention_hours))
     alerting = Alerting(store, ledger, outbox, _metrics_source(settings, store, ledger), settings.alert_rules,
                         prefix=settings.table_prefix, clock=clock, retrain=retraining.request,
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
