@@ -29,7 +29,7 @@ from core.adapters.local_ml import ML_TOPIC
 from core.logs import get_logger, log
 from core.ports import BlobStore, Clock, utcnow
 from embedded.serving_faults import parse_fault
-from embedded.serving_metrics import evaluate, parse_query
+from embedded.serving_metrics import Buckets, bucketize, parse_query, value
 from embedded.serving_replica import Replica
 from embedded.serving_router import Router, Routes
 from embedded.serving_store import DeploymentRecord, EndpointRecord, ServingStore
@@ -262,6 +262,7 @@ class ControlPlane:
             raise ApiError(400, f'body must be {{"queries": [...]}} with at most {MAX_QUERIES} queries')
         values: list[float | None] = []
         errors: list[str | None] = []
+        windows: dict[tuple[str, datetime, datetime], Buckets | None] = {}  # the rules of a tick share windows
         for raw in queries:
             try:
                 query = parse_query(raw)
@@ -269,9 +270,14 @@ class ControlPlane:
                 values.append(None)
                 errors.append(str(exc))
                 continue
-            with self._lock:
-                router = self._routers.get(query.endpoint)
-            values.append(None if router is None else evaluate(query, router.metrics.window(query.start, query.end)))
+            key = (query.endpoint, query.start, query.end)
+            if key not in windows:
+                with self._lock:
+                    router = self._routers.get(query.endpoint)
+                windows[key] = None if router is None else bucketize(router.metrics.window(query.start, query.end),
+                                                                     query.start, query.end)
+            found = windows[key]
+            values.append(None if found is None else value(query, found))
             errors.append(None)
         return {"values": values, "errors": errors}
 

@@ -20,9 +20,11 @@ No value (no bucket with requests) is ``None``: no data, which no rule takes as 
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,21 +76,64 @@ def parse_query(raw: Any) -> Query:
     return Query(endpoint.lower(), metric, aggregation, start, end, _dimensions(metric, raw.get("dimensions")))
 
 
+@dataclass
+class Buckets:
+    """One window's samples cut into buckets, per deployment: status counts and sorted latencies.
+    Built once per (endpoint, window) and shared by every query on it, so a tick of a thousand rules
+    reads each sample once, not once per rule."""
+
+    grain: float
+    counts: list[dict[str, Counter[int]]]  # bucket (0 = the latest) -> deployment -> status -> requests
+    latencies: list[dict[str, list[float]]]  # bucket -> deployment -> latencies, sorted
+    _merged: dict[int, list[float]] = field(default_factory=dict)  # bucket -> every deployment's, sorted
+
+    def all_latencies(self, bucket: int) -> list[float]:
+        if bucket not in self._merged:
+            self._merged[bucket] = sorted(itertools.chain.from_iterable(self.latencies[bucket].values()))
+        return self._merged[bucket]
+
+
+def bucketize(samples: Mapping[str, Sequence[Sample]], start: datetime, end: datetime) -> Buckets:
+    window = (end - start).total_seconds()
+    grain = min(GRAIN, window)
+    n = math.ceil(window / grain - 1e-9)
+    counts: list[dict[str, Counter[int]]] = [{} for _ in range(n)]
+    latencies: list[dict[str, list[float]]] = [{} for _ in range(n)]
+    for name, found in samples.items():
+        mine_counts: list[Counter[int]] = [Counter() for _ in range(n)]
+        mine_latencies: list[list[float]] = [[] for _ in range(n)]
+        for at, status, latency in found:
+            if start <= at < end:
+                index = min(n - 1, int((end - at).total_seconds() // grain))
+                mine_counts[index][status] += 1
+                mine_latencies[index].append(latency)
+        for index in range(n):
+            if mine_latencies[index]:
+                counts[index][name], latencies[index][name] = mine_counts[index], mine_latencies[index]
+    for bucket in latencies:
+        for values in bucket.values():
+            values.sort()
+    return Buckets(grain, counts, latencies)
+
+
 def evaluate(query: Query, samples: Mapping[str, Sequence[Sample]]) -> float | None:
     """The query's value over the samples of each deployment (already cut to the window or not)."""
-    window = (query.end - query.start).total_seconds()
-    grain = min(GRAIN, window)
-    buckets = math.ceil(window / grain - 1e-9)
-    chosen = [s for name, found in samples.items() if not query.deployment or name == query.deployment
-              for s in found if query.start <= s[0] < query.end and _matches(s[1], query.dimensions)]
-    per_bucket: list[list[float]] = [[] for _ in range(buckets)]
-    for at, _, latency in chosen:
-        index = min(buckets - 1, int((query.end - at).total_seconds() // grain))
-        per_bucket[index].append(latency)
+    return value(query, bucketize(samples, query.start, query.end))
+
+
+def value(query: Query, buckets: Buckets) -> float | None:
+    """The query's value from its window's buckets."""
+    wanted = query.deployment
     if query.metric == REQUESTS:
-        values = [len(b) * GRAIN / grain for b in per_bucket]
+        per_minute = GRAIN / buckets.grain
+        values = [per_minute * sum(n for name, by_status in bucket.items() if not wanted or name == wanted
+                                   for status, n in by_status.items() if _matches(status, query.dimensions))
+                  for bucket in buckets.counts]
     else:
-        values = [_percentile(sorted(b), PERCENTILES[query.metric]) for b in per_bucket if b]
+        percent = PERCENTILES[query.metric]
+        chosen = [bucket.get(wanted, []) if wanted else buckets.all_latencies(i)
+                  for i, bucket in enumerate(buckets.latencies)]
+        values = [_percentile(found, percent) for found in chosen if found]
     return _aggregate(values, query.aggregation)
 
 

@@ -74,10 +74,11 @@ class Metrics:
         self._samples: dict[str, deque[tuple[datetime, int, float]]] = {}
         self._lock = threading.Lock()
 
-    def record(self, deployment: str, status: int, latency_ms: float) -> None:
+    def record(self, deployment: str, status: int, latency_ms: float, at: datetime | None = None) -> None:
+        """``at`` (default: now) must not go back in time: the window search relies on the order."""
         with self._lock:
             samples = self._samples.setdefault(deployment, deque(maxlen=MAX_SAMPLES))
-            samples.append((datetime.now(UTC), status, latency_ms))
+            samples.append((at or datetime.now(UTC), status, latency_ms))
 
     def health(self, deployment: str, since: datetime) -> Health:
         with self._lock:
