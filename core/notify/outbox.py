@@ -107,11 +107,12 @@ class Outbox:
         now = at.isoformat()
         props = {"notification_id": n.id, "receiver": receiver, "status": "pending", "attempts": 0,
                  "due_at": now, "lease_until": "", "created_at": now, "last_error": "", "last_status": 0}
-        index = self._index(DUE, at, key, receiver)  # first: the delivery can never go unindexed
+        index, indexed = self._index(DUE, at, key, receiver)  # first: the delivery can never go unindexed
         try:
             self._store.insert(self.deliveries_table, key, receiver, props)
         except ConflictError:
-            self._store.delete(self.index_table, DUE, index)  # stored before, and indexed then
+            if indexed:  # stored and indexed before; the row just written points at nothing
+                self._store.delete(self.index_table, DUE, index)
             return ""
         return receiver
 
@@ -239,11 +240,15 @@ class Outbox:
             self._store.delete(self.index_table, DONE, index.row)
         return pruned
 
-    def _index(self, partition: str, at: datetime, key: str, receiver: str) -> str:
+    def _index(self, partition: str, at: datetime, key: str, receiver: str) -> tuple[str, bool]:
+        """The index row for a delivery at a time, and whether this call wrote it (False: it was there,
+        written by a retry after a crash or by the same enqueue at the same instant)."""
         row = f"{_stamp(at)}|{key}|{receiver}"
-        with contextlib.suppress(ConflictError):  # written before (a retry after a crash): the same row
+        try:
             self._store.insert(self.index_table, partition, row, {"key": key, "receiver": receiver})
-        return row
+        except ConflictError:
+            return row, False
+        return row, True
 
     def _backfill(self) -> None:
         """Index the rows stored before the index existed: once per storage account, a full read."""

@@ -146,3 +146,10 @@ def test_an_index_row_left_by_a_crash_is_dropped_and_the_delivery_is_made_once(o
     report = outbox.drain()
     assert (report.sent, report.stale) == (1, 1) and len(receiver.of("slack")) == 1
     assert outbox.backlog() == 0 and outbox.drain().sent == 0
+
+
+def test_the_same_notification_enqueued_twice_at_one_instant_keeps_its_index(outbox, receiver):
+    outbox.drain()  # the index marker exists: nothing is re-indexed by a backfill any more
+    assert outbox.enqueue(note(1, to="slack")) is True
+    assert outbox.enqueue(note(1, to="slack")) is False  # same clock reading: the same index row
+    assert outbox.backlog() == 1 and outbox.drain().sent == 1 and len(receiver.of("slack")) == 1
