@@ -153,3 +153,17 @@ def test_the_same_notification_enqueued_twice_at_one_instant_keeps_its_index(out
     assert outbox.enqueue(note(1, to="slack")) is True
     assert outbox.enqueue(note(1, to="slack")) is False  # same clock reading: the same index row
     assert outbox.backlog() == 1 and outbox.drain().sent == 1 and len(receiver.of("slack")) == 1
+
+
+def test_a_notification_routed_nowhere_is_kept_for_the_retention_then_pruned(store, ledger, env, clock):
+    from core.notify.routing import parse_routes
+
+    nowhere, problems = parse_routes("", {})
+    assert problems == []
+    outbox = Outbox(store, ledger, prefix=env["REACTOR_TABLE_PREFIX"], routes=nowhere, clock=clock,
+                    send=Sender(timeout=5), retention=timedelta(hours=1))
+    assert outbox.enqueue(note(1)) is True and outbox.deliveries("alert-slack-1") == []
+    assert outbox.drain().pruned == 0 and len(rows(store, outbox.notifications_table)) == 1
+    clock.now += timedelta(hours=1, seconds=1)
+    outbox.drain()
+    assert rows(store, outbox.notifications_table) == []
