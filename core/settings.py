@@ -57,10 +57,13 @@ SETTINGS: dict[str, str] = {
     "repeat_interval, send_resolved, inhibit_rules), or the path of a file holding it. Empty: no rules "
     "(Azure Monitor alerts posted to /api/alerts/azure-monitor are still handled).",
     "REACTOR_ALERTS_TICK_SCHEDULE": "NCRONTAB schedule of the timer that evaluates alert rules and flushes groups.",
-    "REACTOR_ALERTS_SOURCE": "Where rule values come from: 'azure' (Azure Monitor) or 'local' (in memory).",
+    "REACTOR_ALERTS_SOURCE": "Where rule values come from: 'azure' (Azure Monitor) or 'local' (the local online "
+    "endpoints' request metrics from the serving control plane, and the ledger for log rules).",
     "REACTOR_ALERTS_METRICS_ENDPOINT": "Regional Azure Monitor metrics endpoint, https://<region>.metrics.monitor."
     "azure.com (required when REACTOR_ALERTS_SOURCE=azure).",
     "REACTOR_ALERTS_MAX_CONCURRENCY": "Azure Monitor queries run at once (1-16).",
+    "REACTOR_OUTBOX_RETENTION_HOURS": "How long delivered and rejected notifications stay in the outbox before "
+    "they are pruned (1-8760 hours; the audit trail keeps their record).",
     "REACTOR_EASY_AUTH": "true when App Service authentication (Easy Auth) fronts the app: admin roles come from "
     "the signed-in principal's role claims. false (local host): from REACTOR_ROLE_MAP.",
     "REACTOR_ROLE_MAP": "Local host only: roles of each function key name, 'keyname:role+role,...' (roles: "
@@ -188,6 +191,7 @@ class Settings:
     local_eventgrid_url: str
     local_serving_url: str
     aml: Mapping[str, str]
+    outbox_retention_hours: int = 168
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -218,9 +222,14 @@ class Settings:
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             local_serving_url=r.text("REACTOR_LOCAL_SERVING_URL", "http://127.0.0.1:7073", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
+            outbox_retention_hours=r.integer("REACTOR_OUTBOX_RETENTION_HOURS", 168, 1, 8760),
         )
         if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
             r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when REACTOR_ALERTS_SOURCE=azure")
+        if settings.alerts_source == "azure":
+            r.problems += [f"REACTOR_ALERT_RULES: rule {rule.name} has a window under a minute, which Azure Monitor "
+                           "metrics cannot answer (one-minute points)" for rule in settings.alert_rules.rules
+                           if rule.kind == "metric" and rule.window < 60]
         if settings.ml_platform == "azure":
             r.problems += [f"REACTOR_AML_{n.upper()} is required when REACTOR_ML_PLATFORM=azure"
                            for n in _AML if not settings.aml[n]]

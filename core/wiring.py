@@ -8,12 +8,13 @@ take a millisecond or two each to create).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from core.adapters.blob_store import AzureBlobStore
 from core.adapters.table_store import TableStateStore
 from core.alerting import Alerting
-from core.alerting.sources import MemorySource, MetricsSource
+from core.alerting.sources import MetricsSource
 from core.events import (
     BlobCreated,
     DatasetDriftDetected,
@@ -63,10 +64,11 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     sources = SourcePolicy(settings.storage_event_sources, settings.ml_event_sources)
     configure(settings.log_level)
     platform = platform or _platform(settings, store, blobs)
-    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
-                            clock=clock, code_version=settings.code_version)
-    serving = serving or _serving(settings, blobs)
     alerting_ref: list[Alerting] = []  # releases raise incidents through alerting, which rolls releases back
+    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
+                            clock=clock, code_version=settings.code_version,
+                            incident=lambda *a: alerting_ref[0].incident(*a))  # failed jobs are incidents
+    serving = serving or _serving(settings, blobs)
     releases = Releases(ReleaseStore(store, settings.table_prefix), ledger, serving, settings.release_policies,
                         clock=clock, lease_seconds=settings.claim_lease_seconds,
                         incident=lambda *a: alerting_ref[0].incident(*a))
@@ -78,8 +80,9 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     from core.notify.send import Sender
 
     outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
-                    send=Sender(timeout=10))  # the outbox's 60 s lease outlasts the 10 s timeout
-    alerting = Alerting(store, ledger, outbox, _metrics_source(settings), settings.alert_rules,
+                    send=Sender(timeout=10),  # the outbox's 60 s lease outlasts the 10 s timeout
+                    retention=timedelta(hours=settings.outbox_retention_hours))
+    alerting = Alerting(store, ledger, outbox, _metrics_source(settings, store, ledger), settings.alert_rules,
                         prefix=settings.table_prefix, clock=clock, retrain=retraining.request,
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
     alerting_ref.append(alerting)
@@ -87,13 +90,17 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                     outbox, alerting, serving, releases)
 
 
-def _metrics_source(settings: Settings) -> MetricsSource:
+def _metrics_source(settings: Settings, store: StateStore, ledger: Ledger) -> MetricsSource:
     if settings.alerts_source == "azure":
         from core.adapters.azure_monitor import AzureMonitorSource  # its SDKs load on the first query
 
         return AzureMonitorSource(metrics_endpoint=settings.alerts_metrics_endpoint,
                                   max_concurrency=settings.alerts_max_concurrency)
-    return MemorySource()
+    from core.adapters.local_metrics import FailedJobs, LocalSource, online_endpoint_metrics
+
+    # metric name -> provider: another local metric is one more entry here
+    metrics = {**online_endpoint_metrics(settings.local_serving_url)}
+    return LocalSource(metrics, [FailedJobs(store, ledger.audit_table)])
 
 
 def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlatform:

@@ -11,6 +11,9 @@ platform; then:
   5. registers a broken version -> it fails its QA smoke test and never reaches production;
   6. registers a version that fails under load -> it passes QA, is approved, and its canary
      health check rolls it back automatically;
+  6b. injects errors into production traffic -> an alert rule on the endpoint's 5xx metric (local
+     metrics) pends, fires, notifies each receiver once, and resolves when the errors stop
+     (``embedded.demo_alerts``);
   7. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
      notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
      the alert resolves -> the resolve notifications follow;
@@ -30,6 +33,7 @@ from typing import Any
 
 import requests
 
+from embedded.demo_alerts import ALERT_RULES, MetricAlert
 from embedded.demo_release import RELEASE_POLICY, Releases
 
 T0 = time.monotonic()
@@ -44,7 +48,7 @@ DEMO_SETTINGS = {
     "REACTOR_RELEASE_TICK_SCHEDULE": "*/1 * * * * *",
     "REACTOR_ML_PLATFORM": "local",
     "REACTOR_LOG_LEVEL": "WARNING",
-    "REACTOR_ALERT_RULES": json.dumps({"group_by": ["endpoint"], "group_wait": "1s", "group_interval": "2s"}),
+    "REACTOR_ALERT_RULES": json.dumps(ALERT_RULES),
     "REACTOR_ALERTS_TICK_SCHEDULE": "*/1 * * * * *",
     "REACTOR_OUTBOX_DRAIN_SCHEDULE": "*/1 * * * * *",
     "REACTOR_NOTIFY_ROUTES": json.dumps({"default": "ml-teams", "receivers": {
@@ -239,6 +243,7 @@ def _run_stack(receiver: Any) -> None:
                 demo.poor_batch()
                 releases.broken()
                 releases.degrading()
+                MetricAlert(services, receiver, say, wait_for).run()
             finally:
                 releases.stop()
             demo.alert_round_trip(receiver)

@@ -31,6 +31,12 @@ HTTP API (JSON; errors are ``{"error": "..."}`` with a 4xx status, never a 500 f
     PATCH  /endpoints/{e}/deployments/{d}             {"instance_count": n}  scale (0 stops the process)
     DELETE /endpoints/{e}/deployments/{d}             204; 409 while it has traffic or mirror traffic
     GET    /endpoints/{e}/deployments/{d}/health?since=ISO   {"requests", "errors", "p95_ms", "window_seconds"}
+    PUT    /endpoints/{e}/deployments/{d}/fault       {"fault": "error" | "error-percent:N" | "slow:MS" | ""}
+                                                      local only: inject errors or latency (serving_faults)
+    POST   /metrics/query                             {"queries": [{"endpoint", "metric", "aggregation", "start",
+                                                       "end", "dimensions"?}]} -> {"values": [v | null],
+                                                       "errors": [text | null]}: the endpoints' Azure Monitor
+                                                      metrics over each window (serving_metrics)
 """
 
 from __future__ import annotations
@@ -108,6 +114,10 @@ def _health(c: Call) -> tuple[int, Any]:
     return 200, c.plane.health(c.params[0], c.params[1], parse_since(c.query.get("since", [""])[-1]))
 
 
+def _put_fault(c: Call) -> tuple[int, Any]:
+    return 200, c.plane.set_fault(c.params[0], c.params[1], c.body)
+
+
 _SEGMENT = "([^/]+)"
 _TABLE: list[tuple[str, str, Handler]] = [
     ("GET", "/", lambda c: (200, {"status": "ok", "endpoints": len(c.plane.list_endpoints())})),
@@ -121,6 +131,8 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("PATCH", "/endpoints/{}/deployments/{}", _patch_deployment),
     ("DELETE", "/endpoints/{}/deployments/{}", _delete_deployment),
     ("GET", "/endpoints/{}/deployments/{}/health", _health),
+    ("PUT", "/endpoints/{}/deployments/{}/fault", _put_fault),
+    ("POST", "/metrics/query", lambda c: (200, c.plane.query_metrics(c.body))),
 ]
 ROUTES = [(method, re.compile(f"^{path.replace('{}', _SEGMENT)}$"), handler) for method, path, handler in _TABLE]
 

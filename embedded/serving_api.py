@@ -28,6 +28,8 @@ from typing import Any
 from core.adapters.local_ml import ML_TOPIC
 from core.logs import get_logger, log
 from core.ports import BlobStore, Clock, utcnow
+from embedded.serving_faults import parse_fault
+from embedded.serving_metrics import Buckets, bucketize, parse_query, value
 from embedded.serving_replica import Replica
 from embedded.serving_router import Router, Routes
 from embedded.serving_store import DeploymentRecord, EndpointRecord, ServingStore
@@ -37,6 +39,7 @@ TAG_DEPLOYMENT = "reactor_deployment"  # added to ServiceTags: which deployment 
 MAX_INSTANCES = 20
 MAX_MIRROR = 50  # percent, Azure's limit
 MAX_MAP = 50  # entries in tags or environment
+MAX_QUERIES = 500  # metric queries per call
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")  # Azure: 3-32 characters, letter first
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -234,6 +237,49 @@ class ControlPlane:
             record = self._deployment(endpoint, name)
             router = self._routers[record.endpoint]
         return router.metrics.health(record.name, since).as_json()
+
+    def set_fault(self, endpoint: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A local-only test hook (``serving_faults``): make a running deployment's traffic fail or slow."""
+        text = body.get("fault")
+        if set(body) != {"fault"} or not isinstance(text, str):
+            raise ApiError(400, 'body must be {"fault": "error" | "error-percent:N" | "slow:MS" | ""}')
+        try:
+            fault = parse_fault(text)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        with self._lock:
+            record = self._deployment(endpoint, name)
+            self._routers[record.endpoint].set_fault(record.name, fault)
+        log(_log, logging.WARNING if fault else logging.INFO, "fault set" if fault else "fault cleared",
+            endpoint=record.endpoint, deployment=record.name, fault=text)
+        return {"endpoint": record.endpoint, "deployment": record.name, "fault": text.strip()}
+
+    def query_metrics(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Azure Monitor's answer for each query (``serving_metrics``): a value, or None and an error.
+        An endpoint that does not exist has no data (None, no error), as a deleted resource has none."""
+        queries = body.get("queries")
+        if set(body) != {"queries"} or not isinstance(queries, list) or len(queries) > MAX_QUERIES:
+            raise ApiError(400, f'body must be {{"queries": [...]}} with at most {MAX_QUERIES} queries')
+        values: list[float | None] = []
+        errors: list[str | None] = []
+        windows: dict[tuple[str, datetime, datetime], Buckets | None] = {}  # the rules of a tick share windows
+        for raw in queries:
+            try:
+                query = parse_query(raw)
+            except ValueError as exc:
+                values.append(None)
+                errors.append(str(exc))
+                continue
+            key = (query.endpoint, query.start, query.end)
+            if key not in windows:
+                with self._lock:
+                    router = self._routers.get(query.endpoint)
+                windows[key] = None if router is None else bucketize(router.metrics.window(query.start, query.end),
+                                                                     query.start, query.end)
+            found = windows[key]
+            values.append(None if found is None else value(query, found))
+            errors.append(None)
+        return {"values": values, "errors": errors}
 
     # -- replicas ----------------------------------------------------------------------------------
     def _start(self, record: DeploymentRecord) -> None:

@@ -11,11 +11,15 @@ over any 100 requests a 90/10 split is exactly 90/10, so a canary sees its share
 requests and a test can check it without statistics. The mirror share is counted the same way.
 
 Every request a deployment served (live or mirrored) is recorded with its time, status and latency
-for ``health``; an error is a 5xx answer or a failed connection (recorded as status 0).
+for ``health`` and for the endpoint's metrics (``serving_metrics``); an error is a 5xx answer or a
+failed connection (recorded as status 0). A fault set on a deployment (``serving_faults``) is applied
+here, before forwarding, and recorded like any answer.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
 import threading
@@ -31,6 +35,7 @@ from typing import Any
 import urllib3
 
 from core.logs import get_logger, log
+from embedded.serving_faults import Fault
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 MAX_BODY = 16 * 1024 * 1024
@@ -69,10 +74,11 @@ class Metrics:
         self._samples: dict[str, deque[tuple[datetime, int, float]]] = {}
         self._lock = threading.Lock()
 
-    def record(self, deployment: str, status: int, latency_ms: float) -> None:
+    def record(self, deployment: str, status: int, latency_ms: float, at: datetime | None = None) -> None:
+        """``at`` (default: now) must not go back in time: the window search relies on the order."""
         with self._lock:
             samples = self._samples.setdefault(deployment, deque(maxlen=MAX_SAMPLES))
-            samples.append((datetime.now(UTC), status, latency_ms))
+            samples.append((at or datetime.now(UTC), status, latency_ms))
 
     def health(self, deployment: str, since: datetime) -> Health:
         with self._lock:
@@ -85,6 +91,16 @@ class Metrics:
     def forget(self, deployment: str) -> None:
         with self._lock:
             self._samples.pop(deployment, None)
+
+    def window(self, start: datetime, end: datetime) -> dict[str, list[tuple[datetime, int, float]]]:
+        """Per deployment, the samples from ``start`` (inclusive) to ``end`` (exclusive). Samples are
+        appended in time order, so the window is found by bisection, not by a scan of all of them."""
+        with self._lock:
+            found = {}
+            for name, samples in self._samples.items():
+                first = bisect.bisect_left(samples, start, key=lambda s: s[0])
+                found[name] = [s for s in itertools.islice(samples, first, None) if s[0] < end]
+            return found
 
 
 def _p95(latencies: list[float]) -> float | None:
@@ -143,6 +159,7 @@ class Router:
         self.endpoint = endpoint
         self.metrics = Metrics()
         self._routes = Routes()
+        self._faults: dict[str, Fault] = {}
         self._shares = _Shares()
         self._http = urllib3.PoolManager(num_pools=32, maxsize=16, retries=False)
         self._mirrors = ThreadPoolExecutor(MIRROR_WORKERS, thread_name_prefix=f"mirror-{endpoint}")
@@ -169,6 +186,10 @@ class Router:
 
     def update(self, routes: Routes) -> None:
         self._routes = routes  # one reference swap: a request sees the old routes or the new ones
+
+    def set_fault(self, deployment: str, fault: Fault | None) -> None:
+        faults = {k: v for k, v in self._faults.items() if k != deployment}
+        self._faults = {**faults, deployment: fault} if fault is not None else faults  # one swap, as routes
 
     # -- one request ---------------------------------------------------------------------------
     def score(self, body: bytes, content_type: str, named: str) -> Answer:
@@ -202,6 +223,12 @@ class Router:
             self.metrics.record(name, 0, 0.0)
             return _error(503, f"deployment {name} of endpoint {self.endpoint} is not running", name)
         started = time.perf_counter()
+        fault = self._faults.get(name)
+        if fault is not None:
+            time.sleep(fault.slow_ms / 1000)
+            if fault.fails_now():
+                self.metrics.record(name, 500, _ms_since(started))
+                return _error(500, f"injected fault on deployment {name}: {fault.text}", name)
         try:
             response = self._http.request("POST", f"http://127.0.0.1:{port}/score", body=body,
                                           headers={"Content-Type": content_type or "application/json"},

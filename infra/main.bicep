@@ -119,6 +119,11 @@ param notifyRoutes object = {}
 @description('REACTOR_OUTBOX_DRAIN_SCHEDULE: NCRONTAB of the timer that delivers stored notifications.')
 param outboxDrainSchedule string = '*/30 * * * * *'
 
+@description('REACTOR_OUTBOX_RETENTION_HOURS: hours delivered and rejected notifications stay in the outbox.')
+@minValue(1)
+@maxValue(8760)
+param outboxRetentionHours int = 168
+
 @description('REACTOR_ALERT_RULES: alert rules and routing (see local.settings.sample.json). Empty: none; Azure Monitor alerts posted to the app are still handled.')
 param alertRules object = {}
 
@@ -328,6 +333,7 @@ var reactorSettings = {
   REACTOR_CODE_VERSION: codeVersion
   REACTOR_NOTIFY_ROUTES: string(notifyRoutes)
   REACTOR_OUTBOX_DRAIN_SCHEDULE: outboxDrainSchedule
+  REACTOR_OUTBOX_RETENTION_HOURS: string(outboxRetentionHours)
   REACTOR_ALERT_RULES: string(alertRules)
   REACTOR_ALERTS_TICK_SCHEDULE: alertsTickSchedule
   // Rule values come from Azure Monitor in the region of the deployment.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -39,3 +40,13 @@ def test_demo_runs_the_retraining_and_release_loop() -> None:
     assert "each receiver got the resolve" in text
     assert "demo-routing-key" not in text and "demo-webhook" not in text, "secrets never printed"
     assert "stopped the host, the endpoints, the platform and Azurite" in text
+    # the metric rule on local metrics: injected 5xx -> pending -> firing -> notified -> resolved
+    steps = ["errors injected into production traffic", "rule diabetes-prod-5xx: PENDING",
+             "rule diabetes-prod-5xx: FIRING",
+             "one grouped notification per receiver for diabetes-prod-5xx: pagerduty, slack, teams",
+             "errors stopped", "rule diabetes-prod-5xx: RESOLVED",
+             "resolve notification reached each receiver for diabetes-prod-5xx: pagerduty, slack, teams"]
+    assert all(step in text for step in steps), [step for step in steps if step not in text]
+    assert [text.index(step) for step in steps] == sorted(text.index(step) for step in steps), "in this order"
+    took = float(re.search(r"metric alert round trip ([0-9.]+) s", text).group(1))  # type: ignore[union-attr]
+    assert took < 30, took
