@@ -194,22 +194,24 @@ def run() -> None:
     from embedded.receiver import LocalReceiver
 
     receiver = LocalReceiver(port=int(os.environ.get("REACTOR_DEMO_RECEIVER_PORT", RECEIVER_PORT)),
-                             echo=lambda line: say("  receiver:", line), quiet=("cloudevents",)).start()
+                             echo=lambda line: say("  receiver:", line)).start()
     secrets = {"REACTOR_NOTIFY_SECRET_ML_TEAMS": f"{receiver.url}/teams/demo-webhook",
                "REACTOR_NOTIFY_SECRET_ML_SLACK": f"{receiver.url}/slack/demo-webhook",
                "REACTOR_NOTIFY_SECRET_ONCALL": "demo-routing-key"}
     routes = json.loads(DEMO_SETTINGS["REACTOR_NOTIFY_ROUTES"])
     routes["receivers"]["oncall"]["url"] = f"{receiver.url}/pagerduty/v2/enqueue"
-    secrets.update(demo_events.settings(receiver.url))  # our own events: to the local topic, then the receiver
+    events = demo_events.Subscriber().start()  # our own events: the local topic delivers them there
+    secrets.update(events.settings())
     for key, value in {**DEMO_SETTINGS, **secrets, "REACTOR_NOTIFY_ROUTES": json.dumps(routes)}.items():
         os.environ.setdefault(key, value)
     try:
-        _run_stack(receiver)
+        _run_stack(receiver, events)
     finally:
         receiver.stop()
+        events.stop()
 
 
-def _run_stack(receiver: Any) -> None:
+def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from core.bootstrap import build
@@ -237,7 +239,7 @@ def _run_stack(receiver: Any) -> None:
                 took = releases.first(holdout)
                 say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
                     f"(release alone {took:.1f} s)")
-                demo_events.show_promoted(receiver, say)
+                events.show_promoted(say)
                 demo.redelivery()
                 demo.poor_batch()
                 releases.broken()

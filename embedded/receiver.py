@@ -200,9 +200,8 @@ def answer(kind: str, body: Mapping[str, Any]) -> tuple[int, Any]:
 
 # -- the server ---------------------------------------------------------------------------------
 class LocalReceiver:
-    def __init__(self, port: int = 0, echo: Callable[[str], None] = print, quiet: tuple[str, ...] = ()) -> None:
+    def __init__(self, port: int = 0, echo: Callable[[str], None] = print) -> None:
         self.received: list[Received] = []
-        self._quiet = quiet  # kinds whose messages are kept but not echoed
         self.attempts: dict[str, int] = {}  # requests seen per kind, failed ones included
         self._failures: dict[str, _Failure] = {}
         self._lock = threading.Lock()
@@ -270,8 +269,7 @@ class LocalReceiver:
         line = describe(kind, body, path)
         with self._lock:
             self.received.append(Received(kind, path, dict(headers), body, len(raw), line))
-        if kind not in self._quiet:
-            self._echo(line)
+        self._echo(line)
         return (*answer(kind, body), "")
 
 
