@@ -197,9 +197,9 @@ class Settings:
     local_eventgrid_url: str
     local_serving_url: str
     aml: Mapping[str, str]
-    events_topic_endpoint: str = ""
-    events_source: str = "urn:mlops-reactor"
-    events_topic_key: str = field(default="", repr=False)  # a secret: never in a repr or a log
+    events_topic_endpoint: str
+    events_source: str
+    events_topic_key: str = field(repr=False)  # a secret: never in a repr or a log
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

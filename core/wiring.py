@@ -52,7 +52,7 @@ class Services:
     alerting: Alerting
     serving: ServingPlatform
     releases: Releases
-    publisher: Publisher | None = None  # our own events; None when no topic is configured
+    publisher: Publisher | None  # our own events; None when no topic is configured
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,

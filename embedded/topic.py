@@ -137,6 +137,11 @@ class LocalTopic:
         raise Problem(f.status, "Topic unavailable", "told to fail")
 
     # -- delivery -----------------------------------------------------------------------------
+    def pending(self) -> int:
+        """Deliveries waiting for their (next) attempt."""
+        with self._cv:
+            return len(self._queue)
+
     def start(self) -> LocalTopic:
         self._thread.start()
         return self

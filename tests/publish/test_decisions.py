@@ -5,8 +5,11 @@ events their audit records make are the catalogue's, valid CloudEvents, one per 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
+from core.errors import StoreError
 from core.ledger import Ledger
 from core.notify.codec import from_props
 from core.notify.outbox import Outbox
@@ -95,3 +98,23 @@ def test_a_retraining_job_started_and_completed() -> None:
     assert started["subject"] == "models/diabetes" and started["data"]["files"] == 2
     assert started["data"]["job"] == done["data"]["job"] == job and done["data"]["status"] == "completed"
     assert all(problems(e) == [] for e in events)
+
+
+class RefusingStore(MemoryStateStore):
+    """Storage that refuses every write to the events outbox's tables (throttled, down)."""
+
+    def insert(self, table: str, partition: str, row: str, props: Mapping[str, Any]) -> str:
+        if table.startswith(pub.table_prefix("t")):
+            raise StoreError(f"{table}: 503 Server Busy")
+        return super().insert(table, partition, row, props)
+
+
+def test_an_event_that_cannot_be_stored_never_fails_the_decision(caplog) -> None:
+    store = RefusingStore()
+    world = World(store, MemoryBlobStore())
+    publishing(store, world.ledger, world.clock)
+    world.to_production("1")  # every step audited; every event refused
+    assert world.state("1") == "promoted"
+    assert [r["action"] for r in world.ledger.audit_records()].count("release.promoted") == 1
+    assert "our event could not be stored; it will not be published" in caplog.text
+    assert "503 Server Busy" in caplog.text

@@ -81,7 +81,7 @@ def test_a_subscriber_that_refuses_the_handshake_gets_nothing(receiver):
     try:
         refusing.publish({"aeg-sas-key": "k", "content-type": BATCH}, {"api-version": "1"},
                          json.dumps([event()]).encode())
-        wait_for("the retries to run out", lambda: not refusing._queue and refusing.accepted, timeout=10)
+        wait_for("the retries to run out", lambda: refusing.pending() == 0 and refusing.accepted, timeout=10)
     finally:
         refusing.stop()
     assert refusing.delivered == [] and receiver.of("slack") == [], "nothing POSTed without the handshake"
