@@ -41,3 +41,15 @@ def test_the_eventgrid_sdk_loads_on_the_first_publish_only() -> None:
     built = code + "send.client()\n"
     loaded = sdk_modules_loaded_by(built, ("azure.eventgrid", "azure.identity"))
     assert "azure.eventgrid" in loaded and "azure.identity" in loaded, "no key: DefaultAzureCredential"
+
+
+def test_the_credential_is_the_key_or_the_managed_identity() -> None:
+    from azure.core.credentials import AzureKeyCredential
+    from azure.identity import DefaultAzureCredential
+
+    from core.adapters.eventgrid_publish import EventGridSend
+
+    https = "https://t.westeurope-1.eventgrid.azure.net/api/events"
+    assert isinstance(EventGridSend(https).client()._credential, DefaultAzureCredential)
+    keyed = EventGridSend("http://127.0.0.1:1/eventgrid/api/events", "SECRET-k")
+    assert isinstance(keyed.client()._credential, AzureKeyCredential) and "SECRET-k" not in repr(keyed)
