@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -58,6 +58,9 @@ class AuditRecord:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+AuditHook = Callable[[AuditRecord, datetime], None]
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     id: str
@@ -72,8 +75,10 @@ class DeadLetter:
 
 class Ledger:
     def __init__(self, store: StateStore, blobs: BlobStore, *, prefix: str, container: str,
-                 clock: Clock, lease_seconds: int) -> None:
+                 clock: Clock, lease_seconds: int, on_audit: AuditHook | None = None) -> None:
         self._store = store
+        # Told of every audit record once it is written (our own events, core/publish); must not raise.
+        self.on_audit = on_audit
         self._blobs = blobs
         self._container = container
         self._clock = clock
@@ -139,6 +144,8 @@ class Ledger:
                  "model": record.model, "version": record.version, "actor": record.actor,
                  "at": now.isoformat(), "detail": _clip(json.dumps(dict(record.detail), default=str))}
         self._store.insert(self.audit_table, now.strftime("%Y%m%d"), row, props)
+        if self.on_audit is not None:
+            self.on_audit(record, now)
         return row
 
     def audit_records(self, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from core.admin.auth import AuthConfig, parse_role_map
@@ -79,6 +79,13 @@ SETTINGS: dict[str, str] = {
     "REACTOR_AML_EXPERIMENT": "Azure ML experiment the retraining jobs are grouped under.",
     "REACTOR_AML_DATASTORE": "Azure ML datastore name(s), comma-separated: one per blob container a retraining "
     "policy reads (training data and test set).",
+    "REACTOR_EVENTS_TOPIC_ENDPOINT": "Endpoint of the custom Event Grid topic our own CloudEvents are published to "
+    "(https://<topic>.<region>-1.eventgrid.azure.net/api/events; the local host's /eventgrid/api/events). "
+    "Empty: publishing is off.",
+    "REACTOR_EVENTS_SOURCE": "The CloudEvents 'source' of our own events: a stable URI of this app (its resource "
+    "id in Azure).",
+    "REACTOR_LOCAL_EVENTS_TOPIC_KEY": "Local only: the topic key sent as aeg-sas-key (a secret, never logged). "
+    "Empty: the app's managed identity (EventGrid Data Sender), as in Azure.",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")
@@ -86,6 +93,8 @@ _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_OPTIONAL_URL = re.compile(r"^(https?://[^\s/]+(/\S*)?)?$")
+_URI_REFERENCE = re.compile(r"^\S{1,500}$")  # CloudEvents: a non-empty URI-reference
 _AML = ("subscription_id", "resource_group", "workspace", "compute", "experiment", "datastore")
 
 
@@ -191,6 +200,9 @@ class Settings:
     local_eventgrid_url: str
     local_serving_url: str
     aml: Mapping[str, str]
+    events_topic_endpoint: str
+    events_source: str
+    events_topic_key: str = field(repr=False)  # a secret: never in a repr or a log
     outbox_retention_hours: int = 168
 
     @classmethod
@@ -222,6 +234,9 @@ class Settings:
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             local_serving_url=r.text("REACTOR_LOCAL_SERVING_URL", "http://127.0.0.1:7073", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
+            events_topic_endpoint=r.text("REACTOR_EVENTS_TOPIC_ENDPOINT", "", _OPTIONAL_URL),
+            events_source=r.text("REACTOR_EVENTS_SOURCE", "urn:mlops-reactor", _URI_REFERENCE),
+            events_topic_key=r.raw("REACTOR_LOCAL_EVENTS_TOPIC_KEY"),
             outbox_retention_hours=r.integer("REACTOR_OUTBOX_RETENTION_HOURS", 168, 1, 8760),
         )
         if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
@@ -236,6 +251,9 @@ class Settings:
             if settings.release_policies and not settings.alerts_metrics_endpoint.startswith("https://"):
                 r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when releases run on Azure ML "
                                   "(canary health checks read the endpoint's metrics from Azure Monitor)")
+        if settings.events_topic_endpoint.startswith("http://") and not settings.events_topic_key:
+            r.problems.append("REACTOR_EVENTS_TOPIC_ENDPOINT is http: set REACTOR_LOCAL_EVENTS_TOPIC_KEY (a managed "
+                              "identity's token is only ever sent over https)")
         if bool(settings.storage_connection) == bool(settings.storage_account):
             r.problems.append("set exactly one of REACTOR_STORAGE_CONNECTION (connection string) "
                               "and REACTOR_STORAGE_ACCOUNT (account name, managed identity)")

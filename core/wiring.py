@@ -36,6 +36,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.notify.outbox import Outbox
+    from core.publish.publisher import Publisher
 from core.sources import SourcePolicy
 
 
@@ -52,6 +53,7 @@ class Services:
     alerting: Alerting
     serving: ServingPlatform
     releases: Releases
+    publisher: Publisher | None  # our own events; None when no topic is configured
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
@@ -86,8 +88,26 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                         prefix=settings.table_prefix, clock=clock, retrain=retraining.request,
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
     alerting_ref.append(alerting)
+    publisher = _publisher(settings, store, ledger, clock)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting, serving, releases)
+                    outbox, alerting, serving, releases, publisher)
+
+
+def _publisher(settings: Settings, store: StateStore, ledger: Ledger, clock: Clock) -> Publisher | None:
+    """Our own events, read off the audit trail into an outbox of their own (core/publish)."""
+    if not settings.events_topic_endpoint:
+        return None
+    from core.adapters.eventgrid_publish import EventGridSend  # the SDK itself loads on the first publish
+    from core.notify.outbox import Outbox
+    from core.publish import publisher as pub
+
+    outbox = Outbox(store, ledger, prefix=pub.table_prefix(settings.table_prefix), clock=clock,
+                    routes=pub.topic_routes(settings.events_topic_endpoint, settings.events_topic_key),
+                    send=EventGridSend(settings.events_topic_endpoint, settings.events_topic_key, timeout=10),
+                    build=pub.build_request)
+    publisher = pub.Publisher(outbox, source=settings.events_source)
+    ledger.on_audit = publisher.observe
+    return publisher
 
 
 def _metrics_source(settings: Settings, store: StateStore, ledger: Ledger) -> MetricsSource:

@@ -33,6 +33,7 @@ from typing import Any
 
 import requests
 
+from embedded import demo_events
 from embedded.demo_alerts import ALERT_RULES, MetricAlert
 from embedded.demo_release import RELEASE_POLICY, Releases
 
@@ -203,15 +204,18 @@ def run() -> None:
                "REACTOR_NOTIFY_SECRET_ONCALL": "demo-routing-key"}
     routes = json.loads(DEMO_SETTINGS["REACTOR_NOTIFY_ROUTES"])
     routes["receivers"]["oncall"]["url"] = f"{receiver.url}/pagerduty/v2/enqueue"
+    events = demo_events.Subscriber().start()  # our own events: the local topic delivers them there
+    secrets.update(events.settings())
     for key, value in {**DEMO_SETTINGS, **secrets, "REACTOR_NOTIFY_ROUTES": json.dumps(routes)}.items():
         os.environ.setdefault(key, value)
     try:
-        _run_stack(receiver)
+        _run_stack(receiver, events)
     finally:
         receiver.stop()
+        events.stop()
 
 
-def _run_stack(receiver: Any) -> None:
+def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from core.bootstrap import build
@@ -239,6 +243,7 @@ def _run_stack(receiver: Any) -> None:
                 took = releases.first(holdout)
                 say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
                     f"(release alone {took:.1f} s)")
+                events.show_promoted(say)
                 demo.redelivery()
                 demo.poor_batch()
                 releases.broken()

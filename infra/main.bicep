@@ -5,6 +5,7 @@
 //   data storage account --BlobCreated--> Event Grid system topic --webhook--> Function App
 //   Azure ML workspace  --Model*/Run*/Drift--> Event Grid system topic --webhook--> Function App
 //   undeliverable events --> dead-letter container (written with each system topic's identity)
+//   Function App --our own CloudEvents (managed identity)--> custom topic <appName>-events --> your subscribers
 //
 // First deployment: pass deployEventSubscriptions=false, publish the code, then deploy again with
 // true (the Event Grid extension key the subscriptions use exists only once the code runs). The
@@ -303,6 +304,17 @@ module roles 'modules/roles.bicep' = {
   ]
 }
 
+// Our own events (CloudEvents 1.0): the app publishes its decisions here with its identity.
+module eventsTopic 'modules/events-topic.bicep' = {
+  name: 'events-topic'
+  params: {
+    name: '${appName}-events'
+    location: location
+    tags: allTags
+    functionPrincipalId: functionApp.outputs.principalId
+  }
+}
+
 module mlAccess 'modules/ml-access.bicep' = {
   name: 'ml-access-${appName}'
   scope: resourceGroup(mlWorkspaceResourceGroup)
@@ -352,6 +364,10 @@ var reactorSettings = {
   REACTOR_AML_COMPUTE: amlComputeName
   REACTOR_AML_EXPERIMENT: amlExperimentName
   REACTOR_AML_DATASTORE: amlDatastoreName
+  // Our own events go to the custom topic with the app's identity (EventGrid Data Sender, events-topic.bicep);
+  // the source is the app's resource id, stable for the life of the app.
+  REACTOR_EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint
+  REACTOR_EVENTS_SOURCE: functionApp.outputs.id
 }
 
 // Secret settings: Key Vault references, resolved by the platform with the app's identity (Key
@@ -374,6 +390,7 @@ module appSettings 'modules/app-settings.bicep' = {
   dependsOn: [
     roles
     mlAccess
+    eventsTopic
   ]
 }
 
@@ -440,4 +457,6 @@ output keyVaultName string = keyVaultName
 output storageSystemTopicName string = topics.outputs.storageTopicName
 output mlSystemTopicName string = mlTopicName
 output mlSystemTopicResourceGroup string = mlTopicResourceGroup
+output eventsTopicName string = eventsTopic.outputs.name
+output eventsTopicEndpoint string = eventsTopic.outputs.endpoint
 output eventSubscriptionsDeployed bool = deployEventSubscriptions

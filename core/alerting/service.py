@@ -135,7 +135,7 @@ class Alerting:
 
     def _record(self, alert: AlertState, transition: State, rule: Rule | None) -> None:
         detail = {"labels": alert.labels, "value": alert.value, "source": alert.source,
-                  "summary": alert.annotations.get("summary", "")}
+                  "summary": alert.annotations.get("summary", ""), "changed_at": alert.changed_at}
         self._ledger.audit(AuditRecord(f"alert.{transition}", alert.fingerprint, function=ACTOR,
                                        model=alert.labels.get("model", ""), detail=detail))
         if transition == "firing" and rule is not None and rule.action is not None:

@@ -41,7 +41,7 @@ from core.logs import get_logger, log
 from core.notify.backoff import Backoff
 from core.notify.codec import from_props, to_props
 from core.notify.model import Notification
-from core.notify.receivers import build
+from core.notify.receivers import Builder, build
 from core.notify.request import Request
 from core.notify.routing import Routes
 from core.notify.send import Verdict
@@ -73,8 +73,10 @@ def notification_key(notification_id: str) -> str:
 class Outbox:
     def __init__(self, store: StateStore, ledger: Ledger, *, prefix: str, routes: Routes, clock: Clock,
                  send: Send, lease_seconds: int = 60, backoff: Backoff | None = None,
-                 jitter: Callable[[], float] = random.random, retention: timedelta = timedelta(days=7)) -> None:
+                 jitter: Callable[[], float] = random.random, retention: timedelta = timedelta(days=7),
+                 build: Builder = build) -> None:
         self._store, self._ledger, self._routes, self._clock = store, ledger, routes, clock
+        self._build = build  # notification + receiver -> request; our own events bring their own (core/publish)
         self._send = send
         self._lease = timedelta(seconds=lease_seconds)
         self._backoff = backoff or Backoff()
@@ -184,7 +186,7 @@ class Outbox:
         if target is None or stored is None:  # kept, not dropped: the receiver may be configured again
             return Verdict("retry", error=f"{entity.row}: receiver not configured" if target is None
                            else f"{entity.row}: notification row missing")
-        return self._send(build(from_props(stored.props), target), now)
+        return self._send(self._build(from_props(stored.props), target), now)
 
     def _finish(self, entity: Entity, etag: str, props: dict[str, object]) -> bool:
         try:

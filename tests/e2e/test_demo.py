@@ -39,6 +39,9 @@ def test_demo_runs_the_retraining_and_release_loop() -> None:
     assert "$ reactor status" in text and "/api/dashboard" in text
     assert "each receiver got the resolve" in text
     assert "demo-routing-key" not in text and "demo-webhook" not in text, "secrets never printed"
+    assert "our own event at a subscriber (CloudEvents 1.0 via the local Event Grid topic)  " \
+        "mlops.reactor.ReleasePromoted models/diabetes:1 id release/diabetes:1/ReleasePromoted" in text
+    assert "demo-topic-key" not in text, "the topic key is never printed"
     assert "stopped the host, the endpoints, the platform and Azurite" in text
     # the metric rule on local metrics: injected 5xx -> pending -> firing -> notified -> resolved
     steps = ["errors injected into production traffic", "rule diabetes-prod-5xx: PENDING",

@@ -225,6 +225,7 @@ def test_every_topic_gets_its_subscriptions_deployed(main_doc):
 
 # A value only Azure knows at deployment time (a resource id, the subscription id...).
 RUNTIME_VALUE = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.X/y/runtime"
+RUNTIME_ENDPOINT = "https://runtime-value.invalid/api/events"
 INTERPOLATION = re.compile(r"\$\{(toLower\()?(\w+)\)?\}")
 
 
@@ -249,8 +250,8 @@ def _resolve(doc: dict[str, Any], node: Any, given: dict[str, Any]) -> Any:
         if isinstance(function, dict) and function.get("type") == "string":
             value = _resolve(doc, function["parameters"]["value_to_convert"], given)
             return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        if "function" in node or "operator" in node:
-            return RUNTIME_VALUE
+        if "function" in node or "operator" in node:  # a module's endpoint output is a URL, not an id
+            return RUNTIME_ENDPOINT if (bicep.dotted(node) or "").endswith(".endpoint") else RUNTIME_VALUE
         return {key: _resolve(doc, value, given) for key, value in node.items()}
     return node
 
