@@ -76,6 +76,18 @@ SETTINGS: dict[str, str] = {
     "REACTOR_AML_EXPERIMENT": "Azure ML experiment the retraining jobs are grouped under.",
     "REACTOR_AML_DATASTORE": "Azure ML datastore name(s), comma-separated: one per blob container a retraining "
     "policy reads (training data and test set).",
+    "REACTOR_COLLECT_CONTAINER": "Blob container of the collected inference data (Azure ML data collector layout: "
+    "modelDataCollector/{endpoint}/{deployment}/model_inputs|model_outputs/yyyy/MM/dd/HH/*.jsonl).",
+    "REACTOR_LABELS_CONTAINER": "Blob container where late labels land (CSV or JSON lines with request_id and "
+    "observed); each new file is joined to the collected predictions.",
+    "REACTOR_LABELS_LOOKBACK_HOURS": "How far back from a labels file's arrival its request ids are looked up in the "
+    "collected inference data.",
+    "REACTOR_LIVE_QUALITY_WINDOW_HOURS": "The window of live quality (RMSE, MAE over labelled predictions) shown in "
+    "the status.",
+    "REACTOR_LOCAL_COLLECT_BATCH": "Local endpoints only: collected requests written in one batch (a flush by size).",
+    "REACTOR_LOCAL_COLLECT_FLUSH_SECONDS": "Local endpoints only: seconds between flushes of collected requests.",
+    "REACTOR_LOCAL_COLLECT_BUFFER": "Local endpoints only: collected requests buffered at most; beyond it a request "
+    "is still answered and its record dropped (counted, logged).",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")
@@ -188,6 +200,13 @@ class Settings:
     local_eventgrid_url: str
     local_serving_url: str
     aml: Mapping[str, str]
+    collect_container: str = "inference-data"
+    labels_container: str = "labels"
+    labels_lookback_hours: int = 24
+    live_quality_window_hours: int = 24
+    local_collect_batch: int = 500
+    local_collect_flush_seconds: int = 2
+    local_collect_buffer: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -218,6 +237,13 @@ class Settings:
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             local_serving_url=r.text("REACTOR_LOCAL_SERVING_URL", "http://127.0.0.1:7073", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
+            collect_container=r.text("REACTOR_COLLECT_CONTAINER", "inference-data", _CONTAINER),
+            labels_container=r.text("REACTOR_LABELS_CONTAINER", "labels", _CONTAINER),
+            labels_lookback_hours=r.integer("REACTOR_LABELS_LOOKBACK_HOURS", 24, 1, 24 * 90),
+            live_quality_window_hours=r.integer("REACTOR_LIVE_QUALITY_WINDOW_HOURS", 24, 1, 24 * 90),
+            local_collect_batch=r.integer("REACTOR_LOCAL_COLLECT_BATCH", 500, 1, 100_000),
+            local_collect_flush_seconds=r.integer("REACTOR_LOCAL_COLLECT_FLUSH_SECONDS", 2, 1, 300),
+            local_collect_buffer=r.integer("REACTOR_LOCAL_COLLECT_BUFFER", 100_000, 10, 10_000_000),
         )
         if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
             r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when REACTOR_ALERTS_SOURCE=azure")
