@@ -7,8 +7,9 @@ take a millisecond or two each to create).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.adapters.blob_store import AzureBlobStore
 from core.adapters.table_store import TableStateStore
@@ -23,7 +24,8 @@ from core.events import (
     RunCompleted,
     RunStatusChanged,
 )
-from core.intake import EventHandler, Intake
+from core.feedback.quality import LiveQuality
+from core.intake import EventContext, EventHandler, Intake
 from core.ledger import Ledger
 from core.logs import configure
 from core.ml_platform import MLPlatform, ServingPlatform
@@ -51,6 +53,7 @@ class Services:
     alerting: Alerting
     serving: ServingPlatform
     releases: Releases
+    quality: LiveQuality | None = None
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
@@ -70,8 +73,12 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     releases = Releases(ReleaseStore(store, settings.table_prefix), ledger, serving, settings.release_policies,
                         clock=clock, lease_seconds=settings.claim_lease_seconds,
                         incident=lambda *a: alerting_ref[0].incident(*a))
+    quality = LiveQuality(store, blobs, ledger, prefix=settings.table_prefix,
+                          labels_container=settings.labels_container, collect_container=settings.collect_container,
+                          lookback_hours=settings.labels_lookback_hours,
+                          window_hours=settings.live_quality_window_hours, clock=clock)
     handlers: dict[type[Event], EventHandler] = {
-        BlobCreated: retraining.on_blob_created, DatasetDriftDetected: retraining.on_drift,
+        BlobCreated: _blob_created(retraining, quality), DatasetDriftDetected: retraining.on_drift,
         RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event,
         ModelRegistered: releases.on_model_registered, ModelDeployed: releases.on_model_deployed}
     from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
@@ -84,7 +91,15 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
     alerting_ref.append(alerting)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting, serving, releases)
+                    outbox, alerting, serving, releases, quality)
+
+
+def _blob_created(retraining: Retraining, quality: LiveQuality) -> EventHandler:
+    """New blobs: late labels go to live quality, everything else to retraining (which ignores what feeds no model)."""
+    def handle(event: Event, ctx: EventContext) -> Mapping[str, Any]:
+        return quality.on_labels(event, ctx) if quality.handles(event) else retraining.on_blob_created(event, ctx)
+
+    return handle
 
 
 def _metrics_source(settings: Settings) -> MetricsSource:
