@@ -11,6 +11,8 @@ platform; then:
   5. registers a broken version -> it fails its QA smoke test and never reaches production;
   6. registers a version that fails under load -> it passes QA, is approved, and its canary
      health check rolls it back automatically;
+  2b. production requests are collected (Azure ML data collector layout); labels for some of
+     them arrive as a file -> the live RMSE and MAE of version 1 (shown in ``reactor status``);
   7. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
      notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
      the alert resolves -> the resolve notifications follow;
@@ -30,6 +32,7 @@ from typing import Any
 
 import requests
 
+from embedded.demo_feedback import Feedback
 from embedded.demo_release import RELEASE_POLICY, Releases
 
 T0 = time.monotonic()
@@ -235,6 +238,7 @@ def _run_stack(receiver: Any) -> None:
                 took = releases.first(holdout)
                 say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
                     f"(release alone {took:.1f} s)")
+                Feedback(services, blobs, say, holdout).late_labels("1")
                 demo.redelivery()
                 demo.poor_batch()
                 releases.broken()
