@@ -87,7 +87,8 @@ function modelRow(m) {
 function liveQuality(q) {
   if (!q) return '-';
   if (q.error) return el('span', q.error, 'bad');
-  return q.n ? 'v' + q.version + ': RMSE ' + q.rmse + ', MAE ' + q.mae + ' (n=' + q.n + ', ' + q.window_hours + ' h)'
+  return q.n ? 'v' + q.version + ': RMSE ' + q.rmse.toFixed(2) + ', MAE ' + q.mae.toFixed(2) + ' (n=' + q.n + ', ' +
+               q.window_hours + ' h)'
              : 'v' + q.version + ': no labels yet';
 }
 function bar(ep) {

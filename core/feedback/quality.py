@@ -134,9 +134,11 @@ class LiveQuality:
                                        detail=dict(summary)))
 
     # -- reading ------------------------------------------------------------------------------------
-    def live_quality(self, model: str, version: str, window: timedelta | None = None) -> dict[str, Any]:
-        """RMSE, MAE and the number of labelled predictions of the version made within the window."""
-        until = self._clock()
+    def live_quality(self, model: str, version: str, window: timedelta | None = None,
+                     end: datetime | None = None) -> dict[str, Any]:
+        """RMSE, MAE and the number of labelled predictions of the version made within the window
+        ending at ``end`` (now by default; an alert rule's evaluation time)."""
+        until = end or self._clock()
         since = until - (window or self.window)
         errors = [float(e.props["error"]) for e in self._rows(model, version, since, until)
                   if since <= datetime.fromisoformat(str(e.props["time"])) <= until]

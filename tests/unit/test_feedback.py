@@ -232,6 +232,8 @@ def test_a_request_labelled_again_keeps_its_first_label_and_old_predictions_leav
     clock.now += timedelta(hours=25)
     assert quality.live_quality("diabetes", "1")["n"] == 0
     assert quality.live_quality("diabetes", "1", timedelta(hours=26))["n"] == 2
+    assert quality.live_quality("diabetes", "1", timedelta(hours=1), end=T0 + timedelta(minutes=30))["n"] == 2
+    assert quality.live_quality("diabetes", "1", timedelta(hours=1), end=T0 - timedelta(minutes=1))["n"] == 0
 
 
 def test_a_bad_labels_file_becomes_a_dead_letter_naming_the_problem(world):
