@@ -257,3 +257,30 @@ def test_a_full_buffer_drops_records_loudly_and_never_the_request(azurite, repli
         collector.close()
     assert collector.snapshot()["stored"] == 10
     assert len(_everything(blobs, container, "inproc")) == 10
+
+
+def test_the_blob_watcher_leaves_the_collected_data_alone_and_publishes_labels(azurite):
+    from azure.storage.blob import BlobServiceClient
+
+    from core.adapters.eventgrid_subscriptions import load
+    from embedded.blob_events import BlobWatcher, routed_container
+
+    subscriptions = load()
+    assert not routed_container(subscriptions, "inference-data") and not routed_container(subscriptions, "reactor-x")
+    assert routed_container(subscriptions, "labels") and routed_container(subscriptions, "data")
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    for name in ("inference-data", "labels"):
+        if not service.get_container_client(name).exists():
+            service.create_container(name)
+        service.get_blob_client(name, f"probe-{uuid.uuid4().hex}.csv").upload_blob(b"request_id,observed\n")
+    published: list[dict[str, Any]] = []
+    listed: list[str] = []
+
+    def routable(container: str) -> bool:
+        listed.append(container)
+        return routed_container(subscriptions, container)
+
+    BlobWatcher(service, published.extend, routable=routable).poll()
+    containers = {e["subject"].split("/containers/")[1].split("/")[0] for e in published}
+    assert "labels" in containers and "inference-data" not in containers
+    assert "inference-data" in listed, "asked, and skipped"
