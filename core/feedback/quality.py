@@ -86,7 +86,8 @@ class LiveQuality:
         if done is not None:
             return {"action": "labels_already_joined", "labels_blob": where, **_counts(done.props)}
         labels = parse_labels(where, self._blobs.get(event.container, event.blob_name))
-        found, stats = self._lookup({lab.request_id for lab in labels}, max(event.time, self._clock()))
+        found, stats = self._lookup({lab.request_id for lab in labels}, event.time - self._lookback,
+                                    max(event.time, self._clock()) + CLOCK_SKEW)
         joined, unknown, out_of_range = _join(labels, found)
         inserted, already = self._insert(joined, where)
         summary = {"labels_blob": where, "etag": event.etag, "labels": len(labels), "matched": len(joined),
@@ -100,12 +101,13 @@ class LiveQuality:
         self._audit(ctx, summary, joined)
         return {"action": "labels_joined", **summary}
 
-    def _lookup(self, wanted: set[str], until: datetime) -> tuple[dict[str, Inference], ReadStats]:
+    def _lookup(self, wanted: set[str], since: datetime, until: datetime) -> tuple[dict[str, Inference], ReadStats]:
+        """The collected predictions of the wanted request ids; the lookback counts from the file's arrival,
+        so a dead letter replayed days later still finds what the file would have found then."""
         stats, found = ReadStats(), {}
-        since = until - self._lookback
         for endpoint in endpoints(self._blobs, self.collect_container):
             for inference in read_inferences(self._blobs, self.collect_container, endpoint=endpoint, since=since,
-                                             until=until + CLOCK_SKEW, stats=stats):
+                                             until=until, stats=stats):
                 if inference.request_id in wanted:
                     found[inference.request_id] = inference  # the same id on two endpoints: the later one
         return found, stats

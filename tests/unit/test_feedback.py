@@ -248,3 +248,12 @@ def test_a_bad_labels_file_becomes_a_dead_letter_naming_the_problem(world):
     [letter] = list(ledger.dead_letters("on_blob_created"))
     assert "labels/bad.csv: line 3: observed must be a finite number, got 'lots'" in letter.reason
     assert quality.live_quality("diabetes", "1")["n"] == 0
+
+
+def test_a_labels_file_handled_days_later_still_finds_the_predictions_it_arrived_for(world):
+    quality, _, blobs, _, clock = world
+    event = labels_event(blobs, "late.csv", _csv([("r3", 100.0), ("r4", 104.0)]))  # arrived at T0 + 30 min
+    clock.now += timedelta(days=3)  # a dead letter replayed after the weekend
+    out = quality.on_labels(event, None)
+    assert (out["matched"], out["unknown"]) == (2, 0)
+    assert quality.live_quality("diabetes", "1", timedelta(days=4)) == {"rmse": 2.1213, "mae": 1.5, "n": 2}
