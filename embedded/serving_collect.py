@@ -12,6 +12,7 @@ A batch that cannot be written keeps its blob names and is written again (same n
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -82,6 +83,7 @@ class Collector:
         self._pending: list[_Batch] = []  # built, not yet fully written (the writer's own)
         self._in_writer = 0  # records taken by the writer and not yet stored
         self._known: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._base, self._ids = uuid.uuid4().hex, itertools.count(1)
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # the writer thread and flush() never write one batch twice at once
         self._wake = threading.Event()
@@ -181,12 +183,14 @@ class Collector:
 
     def _build(self, taken: list[Scored]) -> _Batch:
         lines: dict[str, list[str]] = defaultdict(list)
-        names: dict[tuple[str, str, str, str], str] = {}
+        names: dict[tuple[Any, ...], str] = {}  # one blob per hour folder of a deployment's collection
         for s in taken:
+            hour = (s.endpoint, s.deployment, s.time.year, s.time.month, s.time.day, s.time.hour)
             for collection, doc in self._records(s):
-                folder = layout.hour_prefix(s.endpoint, s.deployment, collection, s.time)
-                key = (folder, s.endpoint, s.deployment, collection)
-                name = names.setdefault(key, f"{folder}{uuid.uuid4().hex}.jsonl")
+                name = names.get((*hour, collection))
+                if name is None:
+                    folder = layout.hour_prefix(s.endpoint, s.deployment, collection, s.time)
+                    name = names[(*hour, collection)] = f"{folder}{self._base}-{next(self._ids)}.jsonl"
                 lines[name].append(json.dumps(doc, separators=(",", ":")))
         return _Batch({name: ("\n".join(body) + "\n").encode() for name, body in lines.items()}, len(taken))
 
@@ -194,9 +198,12 @@ class Collector:
         rows, problem = _input_rows(s.body, self._names(s.model, s.version))
         predictions, error = _output_rows(s.status, s.answer)
 
+        serial = next(self._ids)
+
         def one(collection: str, data: list[Any], error: str) -> tuple[str, dict[str, Any]]:
+            # unique without a uuid4 per line: this collector's random base, a serial, the collection
             return collection, layout.record(
-                collection, record_id=str(uuid.uuid4()), request_id=s.request_id, when=s.time,
+                collection, record_id=f"{self._base}-{serial}-{collection[6]}", request_id=s.request_id, when=s.time,
                 workspace=self._workspace, endpoint=s.endpoint, deployment=s.deployment, model=s.model,
                 version=s.version, rows=data, latency_ms=s.latency_ms, status=s.status, error=error)
 
