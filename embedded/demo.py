@@ -6,13 +6,13 @@ platform; then:
      version 1 registered -> ModelRegistered arrives at ``on_model_registered``;
   2. releases version 1: QA deployment, smoke test, approval through ``reactor approve``,
      production (with production traffic flowing from then on);
+  2b. production requests are collected (Azure ML data collector layout); labels for some of
+     them arrive as a file -> the live RMSE and MAE of version 1 (shown in ``reactor status``);
   3. delivers an event again (Event Grid is at-least-once) -> recorded once;
   4. uploads a poor-quality batch -> the challenger loses -> the champion is kept;
   5. registers a broken version -> it fails its QA smoke test and never reaches production;
   6. registers a version that fails under load -> it passes QA, is approved, and its canary
      health check rolls it back automatically;
-  2b. production requests are collected (Azure ML data collector layout); labels for some of
-     them arrive as a file -> the live RMSE and MAE of version 1 (shown in ``reactor status``);
   7. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
      notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
      the alert resolves -> the resolve notifications follow;
