@@ -126,12 +126,13 @@ class Collector:
                 return not left
             time.sleep(0.2)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting, write what is buffered; what still cannot be written is counted as lost."""
+    def close(self, timeout: float = 12.0) -> None:
+        """Stop accepting, write what is buffered; what still cannot be written is counted as lost.
+        The timeout fits inside the 20 s a stopping control plane is given before it is killed."""
         self._closing.set()
         self._wake.set()
-        self._thread.join(timeout=timeout)
-        if not self.flush(timeout=timeout):
+        self._thread.join(timeout=timeout / 2)
+        if not self.flush(timeout=timeout / 2):
             with self._lock:
                 self.stats.lost = len(self._buffer) + self._in_writer
             log(_log, logging.ERROR, "inference records lost on shutdown: storage did not take them",

@@ -90,3 +90,20 @@ def test_a_version_without_a_model_card_gets_numbered_columns_looked_up_once():
     blobs = collected([scored(f"r{i}", {"data": [[1, 2, 3]]}, version="7") for i in range(5)], features)
     assert asked == [("m", "7")], "the card is looked up once per version"
     assert lines(blobs, layout.INPUTS)["r0"]["data"] == [{"0": 1, "1": 2, "2": 3}]
+
+
+class DownBlobs(MemoryBlobStore):
+    def put(self, container: str, name: str, data: bytes, content_type: str = "application/json") -> str:
+        raise ConnectionError("storage unreachable")
+
+
+def test_storage_down_at_shutdown_counts_what_is_lost_instead_of_hanging():
+    collector = Collector(DownBlobs(), "c", workspace="/ws", batch=10_000, flush_seconds=300)
+    for i in range(3):
+        collector.record(scored(f"r{i}", {"data": [[1, 2, 3]]}))
+    started = datetime.now(UTC)
+    collector.close(timeout=2)
+    assert (datetime.now(UTC) - started).total_seconds() < 6
+    counts = collector.snapshot()
+    assert (counts["stored"], counts["lost"], counts["buffered"]) == (0, 3, 3) and counts["write_failures"] >= 1
+    assert not collector.record(scored("late", {"data": [[1, 2, 3]]})), "a closed collector takes nothing"
