@@ -257,3 +257,24 @@ def test_a_labels_file_handled_days_later_still_finds_the_predictions_it_arrived
     out = quality.on_labels(event, None)
     assert (out["matched"], out["unknown"]) == (2, 0)
     assert quality.live_quality("diabetes", "1", timedelta(days=4)) == {"rmse": 2.1213, "mae": 1.5, "n": 2}
+
+
+def test_live_quality_is_a_metrics_source_for_alert_rules(world):
+    from core.alerting.sources import LogQuery, MetricQuery
+    from core.feedback.metrics import NAMESPACE, LiveQualitySource
+
+    quality, _, blobs, _, clock = world
+    quality.on_labels(labels_event(blobs, "m.csv", _csv([("r0", 97.0), ("r1", 105.0), ("g0", 50.0)])), None)
+    source = LiveQualitySource(quality, ["diabetes"], production=lambda model: "1")
+    queries = [MetricQuery(("/models/diabetes", "/models/diabetes/versions/2", "/models/diabetes/versions/9",
+                            "/models/churn", "/elsewhere/x"), NAMESPACE, "rmse", "average", 3600),
+               MetricQuery(("/models/diabetes",), NAMESPACE, "n", "average", 3600),
+               MetricQuery(("/models/diabetes",), "Microsoft.MachineLearningServices/workspaces", "rmse", "avg", 60)]
+    rmse, n, other = source.query_metrics(queries, clock.now)
+    assert rmse == {"/models/diabetes": 3.5355, "/models/diabetes/versions/2": 0.0,
+                    "/models/diabetes/versions/9": None, "/models/churn": None, "/elsewhere/x": None}
+    assert n == {"/models/diabetes": 2.0} and other == {"/models/diabetes": None}
+    assert source.query_metrics(queries[:1], clock.now - timedelta(hours=2))[0]["/models/diabetes"] is None
+    assert LiveQualitySource(quality, ["diabetes"], lambda m: None).query_metrics(queries[:1], clock.now)[0][
+        "/models/diabetes"] is None, "nothing in production: no value"
+    assert source.query_logs([LogQuery("ws", "q", 60)], clock.now) == [None]
