@@ -68,6 +68,7 @@ bench: setup
 	$(PY) bench/burst.py --events 10000 --window 150
 	$(PY) bench/release.py
 	$(PY) bench/publish.py
+	$(PY) bench/collect.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

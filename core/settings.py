@@ -86,6 +86,18 @@ SETTINGS: dict[str, str] = {
     "id in Azure).",
     "REACTOR_LOCAL_EVENTS_TOPIC_KEY": "Local only: the topic key sent as aeg-sas-key (a secret, never logged). "
     "Empty: the app's managed identity (EventGrid Data Sender), as in Azure.",
+    "REACTOR_COLLECT_CONTAINER": "Blob container of the collected inference data (Azure ML data collector layout: "
+    "modelDataCollector/{endpoint}/{deployment}/model_inputs|model_outputs/yyyy/MM/dd/HH/*.jsonl).",
+    "REACTOR_LABELS_CONTAINER": "Blob container where late labels land (CSV or JSON lines with request_id and "
+    "observed); each new file is joined to the collected predictions.",
+    "REACTOR_LABELS_LOOKBACK_HOURS": "How far back from a labels file's arrival its request ids are looked up in the "
+    "collected inference data.",
+    "REACTOR_LIVE_QUALITY_WINDOW_HOURS": "The window of live quality (RMSE, MAE over labelled predictions) shown in "
+    "the status.",
+    "REACTOR_LOCAL_COLLECT_BATCH": "Local endpoints only: collected requests written in one batch (a flush by size).",
+    "REACTOR_LOCAL_COLLECT_FLUSH_SECONDS": "Local endpoints only: seconds between flushes of collected requests.",
+    "REACTOR_LOCAL_COLLECT_BUFFER": "Local endpoints only: collected requests buffered at most; beyond it a request "
+    "is still answered and its record dropped (counted, logged).",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")
@@ -204,6 +216,13 @@ class Settings:
     events_source: str
     events_topic_key: str = field(repr=False)  # a secret: never in a repr or a log
     outbox_retention_hours: int = 168
+    collect_container: str = "inference-data"
+    labels_container: str = "labels"
+    labels_lookback_hours: int = 24
+    live_quality_window_hours: int = 24
+    local_collect_batch: int = 500
+    local_collect_flush_seconds: int = 2
+    local_collect_buffer: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -238,6 +257,13 @@ class Settings:
             events_source=r.text("REACTOR_EVENTS_SOURCE", "urn:mlops-reactor", _URI_REFERENCE),
             events_topic_key=r.raw("REACTOR_LOCAL_EVENTS_TOPIC_KEY"),
             outbox_retention_hours=r.integer("REACTOR_OUTBOX_RETENTION_HOURS", 168, 1, 8760),
+            collect_container=r.text("REACTOR_COLLECT_CONTAINER", "inference-data", _CONTAINER),
+            labels_container=r.text("REACTOR_LABELS_CONTAINER", "labels", _CONTAINER),
+            labels_lookback_hours=r.integer("REACTOR_LABELS_LOOKBACK_HOURS", 24, 1, 24 * 90),
+            live_quality_window_hours=r.integer("REACTOR_LIVE_QUALITY_WINDOW_HOURS", 24, 1, 24 * 90),
+            local_collect_batch=r.integer("REACTOR_LOCAL_COLLECT_BATCH", 500, 1, 100_000),
+            local_collect_flush_seconds=r.integer("REACTOR_LOCAL_COLLECT_FLUSH_SECONDS", 2, 1, 300),
+            local_collect_buffer=r.integer("REACTOR_LOCAL_COLLECT_BUFFER", 100_000, 10, 10_000_000),
         )
         if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
             r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when REACTOR_ALERTS_SOURCE=azure")

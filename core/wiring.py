@@ -7,9 +7,10 @@ take a millisecond or two each to create).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.adapters.blob_store import AzureBlobStore
 from core.adapters.table_store import TableStateStore
@@ -24,7 +25,8 @@ from core.events import (
     RunCompleted,
     RunStatusChanged,
 )
-from core.intake import EventHandler, Intake
+from core.feedback.quality import LiveQuality
+from core.intake import EventContext, EventHandler, Intake
 from core.ledger import Ledger
 from core.logs import configure
 from core.ml_platform import MLPlatform, ServingPlatform
@@ -54,6 +56,7 @@ class Services:
     serving: ServingPlatform
     releases: Releases
     publisher: Publisher | None  # our own events; None when no topic is configured
+    quality: LiveQuality | None
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
@@ -74,8 +77,12 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     releases = Releases(ReleaseStore(store, settings.table_prefix), ledger, serving, settings.release_policies,
                         clock=clock, lease_seconds=settings.claim_lease_seconds,
                         incident=lambda *a: alerting_ref[0].incident(*a))
+    quality = LiveQuality(store, blobs, ledger, prefix=settings.table_prefix,
+                          labels_container=settings.labels_container, collect_container=settings.collect_container,
+                          lookback_hours=settings.labels_lookback_hours,
+                          window_hours=settings.live_quality_window_hours, clock=clock)
     handlers: dict[type[Event], EventHandler] = {
-        BlobCreated: retraining.on_blob_created, DatasetDriftDetected: retraining.on_drift,
+        BlobCreated: _blob_created(retraining, quality), DatasetDriftDetected: retraining.on_drift,
         RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event,
         ModelRegistered: releases.on_model_registered, ModelDeployed: releases.on_model_deployed}
     from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
@@ -84,13 +91,22 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
                     send=Sender(timeout=10),  # the outbox's 60 s lease outlasts the 10 s timeout
                     retention=timedelta(hours=settings.outbox_retention_hours))
-    alerting = Alerting(store, ledger, outbox, _metrics_source(settings, store, ledger), settings.alert_rules,
+    alerting = Alerting(store, ledger, outbox, _metrics_source(settings, store, ledger, quality, releases),
+                        settings.alert_rules,
                         prefix=settings.table_prefix, clock=clock, retrain=retraining.request,
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
     alerting_ref.append(alerting)
     publisher = _publisher(settings, store, ledger, clock)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting, serving, releases, publisher)
+                    outbox, alerting, serving, releases, publisher, quality)
+
+
+def _blob_created(retraining: Retraining, quality: LiveQuality) -> EventHandler:
+    """New blobs: late labels go to live quality, everything else to retraining (which ignores what feeds no model)."""
+    def handle(event: Event, ctx: EventContext) -> Mapping[str, Any]:
+        return quality.on_labels(event, ctx) if quality.handles(event) else retraining.on_blob_created(event, ctx)
+
+    return handle
 
 
 def _publisher(settings: Settings, store: StateStore, ledger: Ledger, clock: Clock) -> Publisher | None:
@@ -110,16 +126,25 @@ def _publisher(settings: Settings, store: StateStore, ledger: Ledger, clock: Clo
     return publisher
 
 
-def _metrics_source(settings: Settings, store: StateStore, ledger: Ledger) -> MetricsSource:
+def _metrics_source(settings: Settings, store: StateStore, ledger: Ledger, quality: LiveQuality,
+                    releases: Releases) -> MetricsSource:
     if settings.alerts_source == "azure":
         from core.adapters.azure_monitor import AzureMonitorSource  # its SDKs load on the first query
 
         return AzureMonitorSource(metrics_endpoint=settings.alerts_metrics_endpoint,
                                   max_concurrency=settings.alerts_max_concurrency)
     from core.adapters.local_metrics import FailedJobs, LocalSource, online_endpoint_metrics
+    from core.feedback.metrics import METRICS as LIVE_METRICS
+    from core.feedback.metrics import LiveQualitySource
 
+    def production(model: str) -> str | None:
+        return releases.store.facts(model).value.champion_version or None
+
+    live = LiveQualitySource(quality, settings.release_policies.keys() | settings.retrain_policies.keys(),
+                             production)
     # metric name -> provider: another local metric is one more entry here
-    metrics = {**online_endpoint_metrics(settings.local_serving_url)}
+    metrics = {**online_endpoint_metrics(settings.local_serving_url),
+               **dict.fromkeys(LIVE_METRICS, live.query_metrics)}
     return LocalSource(metrics, [FailedJobs(store, ledger.audit_table)])
 
 

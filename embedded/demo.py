@@ -6,6 +6,8 @@ platform; then:
      version 1 registered -> ModelRegistered arrives at ``on_model_registered``;
   2. releases version 1: QA deployment, smoke test, approval through ``reactor approve``,
      production (with production traffic flowing from then on);
+  2b. production requests are collected (Azure ML data collector layout); labels for some of
+     them arrive as a file -> the live RMSE and MAE of version 1 (shown in ``reactor status``);
   3. delivers an event again (Event Grid is at-least-once) -> recorded once;
   4. uploads a poor-quality batch -> the challenger loses -> the champion is kept;
   5. registers a broken version -> it fails its QA smoke test and never reaches production;
@@ -35,6 +37,7 @@ import requests
 
 from embedded import demo_events
 from embedded.demo_alerts import ALERT_RULES, MetricAlert
+from embedded.demo_feedback import Feedback
 from embedded.demo_release import RELEASE_POLICY, Releases
 
 T0 = time.monotonic()
@@ -244,6 +247,7 @@ def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
                 say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
                     f"(release alone {took:.1f} s)")
                 events.show_promoted(say)
+                Feedback(services, blobs, say, holdout).late_labels("1")
                 demo.redelivery()
                 demo.poor_batch()
                 releases.broken()

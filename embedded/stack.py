@@ -106,10 +106,11 @@ class Stack:
     def _start_watcher(self) -> object:
         from azure.storage.blob import BlobServiceClient
 
-        from embedded.blob_events import BlobWatcher
+        from embedded.blob_events import BlobWatcher, routed_container
 
         service = BlobServiceClient.from_connection_string(os.environ["REACTOR_STORAGE_CONNECTION"])
-        return BlobWatcher(service, self.eventgrid.publish, interval=self.watch_interval).start()
+        return BlobWatcher(service, self.eventgrid.publish, interval=self.watch_interval,
+                           routable=lambda c: routed_container(self.eventgrid.subscriptions, c)).start()
 
     @property
     def url(self) -> str:

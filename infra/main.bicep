@@ -88,6 +88,26 @@ param tablePrefix string = 'reactor'
 @maxLength(63)
 param dataContainerName string = 'data'
 
+@description('REACTOR_COLLECT_CONTAINER: blob container of the collected inference data (the deployments\' data_collector writes it through a datastore; see docs/deploy.md). Excluded from BlobCreated routing by name in infra/event-subscriptions.json.')
+@minLength(3)
+@maxLength(63)
+param collectContainerName string = 'inference-data'
+
+@description('REACTOR_LABELS_CONTAINER: blob container where late labels land (CSV or JSON lines: request_id, observed).')
+@minLength(3)
+@maxLength(63)
+param labelsContainerName string = 'labels'
+
+@description('REACTOR_LABELS_LOOKBACK_HOURS: how far back a labels file\'s request ids are looked up in the collected data.')
+@minValue(1)
+@maxValue(2160)
+param labelsLookbackHours int = 24
+
+@description('REACTOR_LIVE_QUALITY_WINDOW_HOURS: the window of the live RMSE and MAE in the status.')
+@minValue(1)
+@maxValue(2160)
+param liveQualityWindowHours int = 24
+
 @description('REACTOR_CLAIM_LEASE_SECONDS: how long an event claim protects in-flight work.')
 @minValue(5)
 @maxValue(86400)
@@ -227,7 +247,7 @@ module runtimeStorage 'modules/storage.bicep' = {
 }
 
 // The app's storage: ledger tables (created by the app), training data, internal blobs, and the
-// Event Grid dead letters. Every container but the data container is excluded from BlobCreated
+// Event Grid dead letters. Every container but the data and labels containers is excluded from BlobCreated
 // routing by the subscription filters (tests/infra checks it with the app's own router).
 module dataStorage 'modules/storage.bicep' = {
   name: 'data-storage'
@@ -240,6 +260,8 @@ module dataStorage 'modules/storage.bicep' = {
       dataContainerName
       internalContainerName
       deadLetterContainerName
+      collectContainerName
+      labelsContainerName
     ]
     softDeleteRetentionDays: softDeleteRetentionDays
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
@@ -368,6 +390,11 @@ var reactorSettings = {
   // the source is the app's resource id, stable for the life of the app.
   REACTOR_EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint
   REACTOR_EVENTS_SOURCE: functionApp.outputs.id
+  // The feedback loop: collected inference data and late labels, both in the data account.
+  REACTOR_COLLECT_CONTAINER: collectContainerName
+  REACTOR_LABELS_CONTAINER: labelsContainerName
+  REACTOR_LABELS_LOOKBACK_HOURS: string(labelsLookbackHours)
+  REACTOR_LIVE_QUALITY_WINDOW_HOURS: string(liveQualityWindowHours)
 }
 
 // Secret settings: Key Vault references, resolved by the platform with the app's identity (Key

@@ -53,3 +53,11 @@ def test_demo_runs_the_retraining_and_release_loop() -> None:
     assert [text.index(step) for step in steps] == sorted(text.index(step) for step in steps), "in this order"
     took = float(re.search(r"metric alert round trip ([0-9.]+) s", text).group(1))  # type: ignore[union-attr]
     assert took < 30, took
+    # the feedback loop: collected production requests, late labels, live quality in reactor status
+    assert "inference data collected from diabetes-prod" in text
+    assert "labels arrived for 100 earlier production requests (+3 unknown ids)" in text
+    live = re.search(r"live quality of diabetes:1: RMSE ([0-9.]+), MAE ([0-9.]+) over 100 labelled predictions", text)
+    assert live, "the labels were joined to the predictions"
+    assert 20 < float(live.group(1)) < 120 and 0 < float(live.group(2)) <= float(live.group(1))  # a plausible ridge
+    assert "3 label(s) for unknown request ids recorded in the audit trail" in text
+    assert "LIVE RMSE" in text and re.search(r"diabetes\s+v1\s+" + live.group(1)[:4], text), "reactor status shows it"

@@ -275,7 +275,7 @@ def test_provisioned_settings_pass_the_app_validation(path, main_doc):
 
 @pytest.mark.parametrize("path", bicep.parameter_files(), ids=lambda p: p.name)
 def test_only_the_data_container_feeds_blob_created(path, main_doc):
-    """Internal and dead-letter blobs must not reach the app as new training data."""
+    """Internal, dead-letter and collected-inference blobs must not reach the app as new data."""
     given = bicep.read_json(path)["parameters"]
     [data] = [p for p in _module_params(main_doc, STORAGE_MODULE) if "deadLetterContainerName" in p["containers"]]
     containers = {name: _resolve(main_doc, name, given) for name in data["containers"]}
@@ -288,7 +288,7 @@ def test_only_the_data_container_feeds_blob_created(path, main_doc):
         event = {"id": "1", "eventType": "Microsoft.Storage.BlobCreated", "topic": "/subscriptions/x",
                  "subject": f"/blobServices/default/containers/{container}/blobs/batch.csv", "data": {}}
         routed = router.route(subs, [event])
-        if name == "dataContainerName":
+        if name in ("dataContainerName", "labelsContainerName"):  # training data; late labels
             assert routed, f"a blob in {container} reaches no function"
         else:
             assert routed == {}, f"a blob in {container} ({name}) would be routed to {sorted(routed)}"
