@@ -23,6 +23,7 @@ from core.events import (
     RunCompleted,
     RunStatusChanged,
 )
+from core.feedback.drift_check import DriftCheck, RecentInputs
 from core.intake import EventHandler, Intake
 from core.ledger import Ledger
 from core.logs import configure
@@ -51,11 +52,12 @@ class Services:
     alerting: Alerting
     serving: ServingPlatform
     releases: Releases
+    drift: DriftCheck
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
           platform: MLPlatform | None = None, serving: ServingPlatform | None = None,
-          clock: Clock = utcnow) -> Services:
+          inputs: RecentInputs | None = None, clock: Clock = utcnow) -> Services:
     store = store or TableStateStore.from_connection(settings.storage_connection, settings.storage_account)
     blobs = blobs or AzureBlobStore.from_connection(settings.storage_connection, settings.storage_account)
     ledger = Ledger(store, blobs, prefix=settings.table_prefix, container=settings.internal_container,
@@ -84,7 +86,24 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
     alerting_ref.append(alerting)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting, serving, releases)
+                    outbox, alerting, serving, releases, _drift(settings, store, blobs, ledger, inputs, clock))
+
+
+def _drift(settings: Settings, store: StateStore, blobs: BlobStore, ledger: Ledger, inputs: RecentInputs | None,
+           clock: Clock) -> DriftCheck:
+    """The local drift check. Production inputs come from ``inputs``; until the collected-data reader
+    is wired here, none are, and the check stays idle (it says so once in the log)."""
+    from core.adapters.local_eventgrid import EventGridEmulator
+    from core.adapters.local_ml import ML_TOPIC, models_container
+    from core.adapters.model_baselines import BlobBaselines
+
+    emulator = EventGridEmulator(settings.local_eventgrid_url)
+    return DriftCheck(store, ledger, ReleaseStore(store, settings.table_prefix),
+                      BlobBaselines(blobs, models_container(settings.table_prefix)), inputs,
+                      lambda events: all(d.ok for d in emulator.publish(events)), settings.drift_monitors,
+                      endpoints={m: p.prod_endpoint for m, p in settings.release_policies.items()},
+                      prefix=settings.table_prefix, topic=ML_TOPIC, clock=clock,
+                      enabled=settings.drift_check == "local")
 
 
 def _metrics_source(settings: Settings) -> MetricsSource:
