@@ -89,9 +89,9 @@ def _monitor(model: str, raw: Any) -> tuple[DriftMonitor | None, list[str]]:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             problems.append(f"{where}.{key}: an integer from {low} to {high}")
         values[key] = value
-    for key, (low, high) in _FLOATS.items():
+    for key, (above, most) in _FLOATS.items():
         number = raw.get(key, defaults[key].default)
-        if isinstance(number, bool) or not isinstance(number, int | float) or not low < number <= high:
-            problems.append(f"{where}.{key}: a number above {low:g}, at most {high:g}")
+        if isinstance(number, bool) or not isinstance(number, int | float) or not above < number <= most:
+            problems.append(f"{where}.{key}: a number above {above:g}, at most {most:g}")
         values[key] = float(number) if isinstance(number, int | float) else number
     return (None, problems) if problems else (DriftMonitor(**values), [])
