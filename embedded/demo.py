@@ -11,7 +11,9 @@ platform; then:
   5. registers a broken version -> it fails its QA smoke test and never reaches production;
   6. registers a version that fails under load -> it passes QA, is approved, and its canary
      health check rolls it back automatically;
-  7. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
+  7. production traffic shifts -> the drift check flags it -> its model-monitoring signal comes back
+     through the host -> retraining starts for reason drift -> the new version is released;
+  8. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
      notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
      the alert resolves -> the resolve notifications follow;
 and prints the timeline from the audit trail, ``reactor status`` and where the dashboard is.
@@ -30,6 +32,7 @@ from typing import Any
 
 import requests
 
+from embedded.demo_drift import DRIFT_SETTINGS, drift_and_retrain
 from embedded.demo_release import RELEASE_POLICY, Releases
 
 T0 = time.monotonic()
@@ -51,6 +54,7 @@ DEMO_SETTINGS = {
         "ml-teams": {"type": "teams"}, "ml-slack": {"type": "slack"}, "oncall": {"type": "pagerduty"}},
         "routes": [{"receiver": "oncall", "severity": ["critical", "error"], "continue": True},
                    {"receiver": "ml-slack", "continue": True}, {"receiver": "ml-teams"}]}),
+    **DRIFT_SETTINGS,
 }
 RECEIVER_PORT = 8099
 UPLOAD_AT: list[float] = []  # when the first training data landed (seconds since start)
@@ -239,6 +243,7 @@ def _run_stack(receiver: Any) -> None:
                 demo.poor_batch()
                 releases.broken()
                 releases.degrading()
+                drift_and_retrain(services, releases, blobs, say, wait_for)
             finally:
                 releases.stop()
             demo.alert_round_trip(receiver)

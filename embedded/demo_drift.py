@@ -1,0 +1,174 @@
+"""The drift half of ``make demo``: production traffic drawn from a shifted distribution, the drift
+check flags it, its signal (Azure ML's model-monitoring ``RunStatusChanged``) comes back through
+the host's subscriptions, retraining starts for reason drift, and the new version is released.
+
+Production inputs reach the check through its ``RecentInputs`` port. The collected-data reader
+(inference data collection) is not on this branch, so the demo hands the host's check a reader
+of exactly what its own traffic sent, with the time each row went out.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from embedded.demo_release import PROD
+
+MODEL, MONITOR = "diabetes", "diabetes-drift"
+# A short window and a check every second keep the added demo time small.
+DRIFT_SETTINGS = {
+    "REACTOR_DRIFT_CHECK": "local",
+    "REACTOR_DRIFT_CHECK_SCHEDULE": "*/1 * * * * *",
+    "REACTOR_DRIFT_MONITORS": json.dumps({MODEL: {
+        "monitor": MONITOR, "signal": "model-monitoring", "window_seconds": 4, "delay_seconds": 1,
+        "min_samples": 40, "psi_threshold": 0.2, "ks_p_value": 0.05, "min_features": 1}}),
+}
+Say = Callable[..., None]
+
+
+class SentInputs:
+    """What the demo's traffic sent, by endpoint and time: the check's ``RecentInputs``."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[str, datetime, list[float]]] = []
+        self._lock = threading.Lock()
+
+    def record(self, endpoint: str, rows: list[list[float]]) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            self._rows += [(endpoint, now, r) for r in rows]
+
+    def inputs(self, endpoint: str, since: datetime, until: datetime) -> list[list[float]]:
+        with self._lock:
+            return [r for e, t, r in self._rows if e == endpoint and since <= t < until]
+
+
+class ShiftedTraffic:
+    """~25 requests/s of shifted rows (bmi, bp and s5 one standard deviation up) to production."""
+
+    def __init__(self, endpoint: str, scoring_uri: str, sent: SentInputs, rate: float = 25.0) -> None:
+        from ml.sample_data import make_batch
+
+        self._rows = make_batch(2000, seed=31, kind="shifted")[0].tolist()
+        self._endpoint, self._uri, self._sent, self._pause = endpoint, scoring_uri, sent, 1.0 / rate
+        self.statuses: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-shifted-traffic", daemon=True)
+
+    def start(self) -> ShiftedTraffic:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        session = requests.Session()
+        i = 0
+        while not self._stop.is_set():
+            row = self._rows[i % len(self._rows)]
+            self._sent.record(self._endpoint, [row])
+            try:
+                status = session.post(self._uri, json={"data": [row]}, timeout=5).status_code
+            except requests.RequestException:
+                status = 0
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            i += 1
+            self._stop.wait(self._pause)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class DriftDemo:
+    def __init__(self, services: Any, releases: Any, blobs: Any, say: Say,
+                 wait_for: Callable[..., Any]) -> None:
+        self.services, self.releases, self.blobs, self.say, self.wait_for = services, releases, blobs, say, wait_for
+
+    def audit(self, action: str, **where: str) -> list[dict[str, Any]]:
+        return [r for r in self.services.ledger.audit_records(where or None) if r["action"] == action]
+
+    def run(self) -> None:
+        sent = SentInputs()
+        self._feed_the_host(sent)
+        self._quarantine_poor_data()
+        if self.releases.traffic is not None:
+            self.releases.traffic.stop()  # from now on production sees the shifted population only
+        endpoint = self.services.serving.get_endpoint(PROD)
+        traffic = ShiftedTraffic(PROD, endpoint.scoring_uri, sent).start()
+        self.say("production traffic SHIFTED", "bmi, bp and s5 one standard deviation up, ~25 requests/s")
+        try:
+            self._detect()
+            version = self._retrain()
+            self._release(version)
+        finally:
+            traffic.stop()
+            self.say("shifted traffic stopped", ", ".join(f"HTTP {k or 'none'}: {v}"
+                                                         for k, v in sorted(traffic.statuses.items())))
+
+    def _feed_the_host(self, sent: SentInputs) -> None:
+        """The host's drift check reads the demo's traffic (see the module docstring)."""
+        from core import bootstrap
+
+        live = bootstrap.services()
+        bootstrap.install(replace(live, drift=live.drift.with_inputs(sent)))
+
+    def _quarantine_poor_data(self) -> None:
+        """The earlier poor batch (shuffled labels) would make any challenger lose; take it out first."""
+        container = self.blobs.get_container_client("data")
+        for blob in container.list_blobs(name_starts_with="diabetes/"):
+            if "-poor-" in blob.name:
+                container.delete_blob(blob.name)
+                self.say("removed the poor batch from the training data", f"data/{blob.name}")
+
+    def _detect(self) -> None:
+        [checked] = self.wait_for("the drift check to flag the shift", lambda: [
+            r for r in self.audit("drift.checked", model=MODEL) if r["detail"].get("action") == "drifted"][:1],
+            timeout=60)
+        d = checked["detail"]
+        self.say(f"drift check: {MODEL}:{checked['version']} DRIFTED", f"{d['reason']} ({d['samples']} inputs "
+                 f"in a {d['window'].split('/')[0][11:19]} window)")
+        for name, f in d["features"].items():
+            if f["breached"]:
+                self.say(f"    {name:<4} PSI {f['psi']:.2f} (> {d['thresholds']['psi']})",
+                         f"KS D {f['ks']:.2f}, p {f['p']:.1e}")
+        [signal] = self.wait_for("the drift signal", lambda: self.audit("drift.signalled", model=MODEL), timeout=30)
+        [arrived] = self.wait_for("the signal at the host", lambda: [
+            r for r in self.audit("event.processed", function="on_run_status_changed")
+            if r["event_id"] == signal["event_id"]], timeout=30)
+        self.say("drift signal RunStatusChanged (run tag azureml_modelmonitor_threshold_breached) arrived at "
+                 "on_run_status_changed", f"-> {arrived['detail'].get('action')} "
+                 f"(reason {arrived['detail'].get('reason')})")
+
+    def _retrain(self) -> str:
+        [started] = self.wait_for("the drift retrain", lambda: [
+            r for r in self.audit("retrain.started") if r["detail"].get("reason") == "drift"], timeout=30)
+        self.say("retraining started for reason drift", started["detail"]["job"])
+        [done] = self.wait_for("the drift retrain to finish", lambda: [
+            r for r in self.audit("retrain.completed") if r["detail"].get("job") == started["detail"]["job"]],
+            timeout=120)
+        version = str(done["detail"].get("reactor_registered_version", ""))
+        if not version:
+            raise RuntimeError(f"the drift retrain registered nothing: {done['detail'].get('reactor_verdict_reason')}")
+        self.say(f"drift retrain completed: registered version {version}", done["detail"].get("reactor_verdict_reason"))
+        return version
+
+    def _release(self, version: str) -> None:
+        r = self.releases.wait_state(version, ("awaiting_approval", "qa_failed"))
+        self.say(f"release {r.id}: deployed to QA and smoke-tested -> {r.state}")
+        self.releases.approve(version, "retrained after drift")
+        t0 = time.monotonic()
+        r = self.releases.wait_state(version, ("promoted", "rolled_back"), timeout=120)
+        self.say(f"release {r.id}: {r.state.upper()} under shifted traffic", self.releases.traffic_split())
+        if r.state != "promoted":
+            raise RuntimeError(f"release {r.id} was {r.state}: {r.reason}")
+        self.say(f"canary to 100% took {time.monotonic() - t0:.1f} s")
+
+
+def drift_and_retrain(services: Any, releases: Any, blobs: Any, say: Say, wait_for: Callable[..., Any]) -> None:
+    DriftDemo(services, releases, blobs, say, wait_for).run()
