@@ -175,8 +175,7 @@ class DriftCheck:
         if self._save(model, entity, {"pending": ""}):
             self._ledger.audit(AuditRecord("drift.signalled", event["id"], event_id=event["id"],
                                            event_type=event["eventType"], model=model,
-                                           detail={"action": event["eventType"].rsplit(".", 1)[-1],
-                                                   "subject": event["subject"]}))
+                                           detail={"action": "signalled", "subject": event["subject"]}))
 
     # -- plumbing -----------------------------------------------------------------------------
     def _save(self, model: str, entity: Any, props: Mapping[str, Any]) -> bool:
