@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import requests
-
-from embedded.demo_release import PROD
+from embedded.demo_release import PROD, Traffic
 
 MODEL, MONITOR = "diabetes", "diabetes-drift"
 # A short window and a check every second keep the added demo time small.
@@ -40,55 +39,28 @@ class SentInputs:
         self._rows: list[tuple[str, datetime, list[float]]] = []
         self._lock = threading.Lock()
 
-    def record(self, endpoint: str, rows: list[list[float]]) -> None:
-        now = datetime.now(UTC)
-        with self._lock:
-            self._rows += [(endpoint, now, r) for r in rows]
+    def recorder(self, endpoint: str) -> Callable[[str], None]:
+        """Records each scoring request body sent to ``endpoint`` (rows keyed by feature) as it goes out."""
+        from ml.dataset import FEATURES
+
+        def record(body: str) -> None:
+            rows = [[float(r[name]) for name in FEATURES] for r in json.loads(body)["data"]]
+            now = datetime.now(UTC)
+            with self._lock:
+                self._rows += [(endpoint, now, r) for r in rows]
+
+        return record
 
     def inputs(self, endpoint: str, since: datetime, until: datetime) -> list[list[float]]:
         with self._lock:
             return [r for e, t, r in self._rows if e == endpoint and since <= t < until]
 
 
-class ShiftedTraffic:
-    """~25 requests/s of shifted rows (bmi, bp and s5 one standard deviation up) to production."""
-
-    def __init__(self, endpoint: str, scoring_uri: str, sent: SentInputs, rate: float = 25.0) -> None:
-        from ml.sample_data import make_batch
-
-        self._rows = make_batch(2000, seed=31, kind="shifted")[0].tolist()
-        self._endpoint, self._uri, self._sent, self._pause = endpoint, scoring_uri, sent, 1.0 / rate
-        self.statuses: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-shifted-traffic", daemon=True)
-
-    def start(self) -> ShiftedTraffic:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        session = requests.Session()
-        i = 0
-        while not self._stop.is_set():
-            row = self._rows[i % len(self._rows)]
-            self._sent.record(self._endpoint, [row])
-            try:
-                status = session.post(self._uri, json={"data": [row]}, timeout=5).status_code
-            except requests.RequestException:
-                status = 0
-            self.statuses[status] = self.statuses.get(status, 0) + 1
-            i += 1
-            self._stop.wait(self._pause)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
 class DriftDemo:
     def __init__(self, services: Any, releases: Any, blobs: Any, say: Say,
                  wait_for: Callable[..., Any]) -> None:
         self.services, self.releases, self.blobs, self.say, self.wait_for = services, releases, blobs, say, wait_for
+        self.workdir: Path = releases.workdir
 
     def audit(self, action: str, **where: str) -> list[dict[str, Any]]:
         return [r for r in self.services.ledger.audit_records(where or None) if r["action"] == action]
@@ -100,7 +72,7 @@ class DriftDemo:
         if self.releases.traffic is not None:
             self.releases.traffic.stop()  # from now on production sees the shifted population only
         endpoint = self.services.serving.get_endpoint(PROD)
-        traffic = ShiftedTraffic(PROD, endpoint.scoring_uri, sent).start()
+        traffic = Traffic(endpoint.scoring_uri, self._shifted_rows(), sent=sent.recorder(PROD)).start()
         self.say("production traffic SHIFTED", "bmi, bp and s5 one standard deviation up, ~25 requests/s")
         try:
             self._detect()
@@ -110,6 +82,13 @@ class DriftDemo:
             traffic.stop()
             self.say("shifted traffic stopped", ", ".join(f"HTTP {k or 'none'}: {v}"
                                                          for k, v in sorted(traffic.statuses.items())))
+
+    def _shifted_rows(self) -> Path:
+        """Rows of the shifted population (bmi, bp and s5 one standard deviation up), as the traffic reads them."""
+        from ml.dataset import write_csv
+        from ml.sample_data import make_batch
+
+        return write_csv(self.workdir / "shifted" / "traffic.csv", *make_batch(200, seed=31, kind="shifted"))
 
     def _feed_the_host(self, sent: SentInputs) -> None:
         """The host's drift check reads the demo's traffic (see the module docstring)."""

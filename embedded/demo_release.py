@@ -36,12 +36,13 @@ Say = Callable[..., None]
 class Traffic:
     """Production traffic: rows of the held-out set posted to the production endpoint, ~25/s."""
 
-    def __init__(self, scoring_uri: str, holdout: Path, rate: float = 25.0) -> None:
+    def __init__(self, scoring_uri: str, holdout: Path, rate: float = 25.0,
+                 sent: Callable[[str], None] | None = None) -> None:
         with holdout.open(newline="") as f:
             rows = [r for r in csv.DictReader(f)]
         self._bodies = [json.dumps({"data": [{k: float(v) for k, v in r.items() if k != "y"}]})
                         for r in rows[:200]]
-        self._uri, self._pause = scoring_uri, 1.0 / rate
+        self._uri, self._pause, self._sent = scoring_uri, 1.0 / rate, sent
         self.statuses: Counter[int] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
@@ -54,8 +55,11 @@ class Traffic:
         session = requests.Session()
         i = 0
         while not self._stop.is_set():
+            body = self._bodies[i % len(self._bodies)]
+            if self._sent is not None:  # told what goes out, e.g. the demo's stand-in for collected data
+                self._sent(body)
             try:
-                status = session.post(self._uri, data=self._bodies[i % len(self._bodies)], timeout=5,
+                status = session.post(self._uri, data=body, timeout=5,
                                       headers={"Content-Type": "application/json"}).status_code
             except requests.RequestException:
                 status = 0
