@@ -260,3 +260,35 @@ def test_off_does_nothing(world) -> None:
 def test_monitor_settings_name_the_problem(raw, problem) -> None:
     monitors, problems = parse_monitors(json.dumps(raw))
     assert monitors == {} and any(p.startswith(problem) for p in problems), problems
+
+
+def _settings_env(**values: str) -> dict[str, str]:
+    from embedded.local_settings import SAMPLE, read_values
+
+    return {**read_values(SAMPLE), **values}
+
+
+def test_the_sample_settings_configure_a_consistent_monitor() -> None:
+    from core.settings import Settings
+
+    settings = Settings.from_env(_settings_env())
+    monitor = settings.drift_monitors[MODEL]
+    assert settings.drift_check == "local" and monitor.monitor in settings.retrain_policies[MODEL].monitors
+
+
+@pytest.mark.parametrize("values, problem", [
+    ({"REACTOR_DRIFT_MONITORS": json.dumps({MODEL: {"monitor": "other-monitor"}})},
+     "REACTOR_DRIFT_MONITORS.diabetes.monitor: 'other-monitor' is not one of REACTOR_RETRAIN_POLICIES.diabetes"),
+    ({"REACTOR_ML_PLATFORM": "azure", **{f"REACTOR_AML_{n}": "x" for n in (
+        "SUBSCRIPTION_ID", "RESOURCE_GROUP", "WORKSPACE", "COMPUTE", "EXPERIMENT", "DATASTORE")},
+      "REACTOR_RELEASE_POLICIES": ""},
+     "REACTOR_DRIFT_CHECK=local reads baselines from the local ML platform"),
+    ({"REACTOR_DRIFT_CHECK": "sometimes"}, "REACTOR_DRIFT_CHECK="),
+])
+def test_inconsistent_drift_settings_are_refused(values, problem) -> None:
+    from core.errors import SettingsError
+    from core.settings import Settings
+
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(_settings_env(**values))
+    assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
