@@ -11,7 +11,7 @@ its ETag:
     signalled_version, signalled_at   the last signal, for ``repeat_seconds``
 
 A window is claimed (its end and its signal written) before the signal is published, and
-published again on later ticks until delivered, with the same id: at-least-once, and one
+published again on later ticks until delivered (later windows wait for it), with the same id: at-least-once, and one
 event per model per window for the app's ledger. Two instances ticking at once check a
 window once (the loser's ETag write fails). A window in which another version took
 production is skipped: its inputs went partly to a model with a different baseline.
@@ -99,7 +99,9 @@ class DriftCheck:
 
     # -- one model ----------------------------------------------------------------------------
     def _check(self, m: DriftMonitor) -> Mapping[str, Any] | None:
-        self._deliver_pending(m.model)
+        if not self._deliver_pending(m.model):
+            # checking on could replace the undelivered signal with a newer one: deliver it first
+            return {"model": m.model, "action": "waiting", "reason": "the last drift signal is not delivered yet"}
         now = self._clock()
         until = _window_end(now - timedelta(seconds=m.delay_seconds), m.window_seconds)
         since = until - timedelta(seconds=m.window_seconds)
@@ -158,11 +160,12 @@ class DriftCheck:
         return version, endpoint, _parse(str(steps[-1]["at"])) if steps else None
 
     # -- delivering ---------------------------------------------------------------------------
-    def _deliver_pending(self, model: str) -> None:
+    def _deliver_pending(self, model: str) -> bool:
+        """Publish the model's undelivered signal, if any; False while it stays undelivered."""
         entity = self._store.get(self._table, model, ROW)
         pending = str(entity.props.get("pending", "")) if entity else ""
         if not entity or not pending:
-            return
+            return True
         event = json.loads(pending)
         try:
             delivered = self._publish([event])
@@ -171,11 +174,12 @@ class DriftCheck:
             log(_log, logging.ERROR, "drift signal not published", model=model, event_id=event["id"],
                 error=f"{type(exc).__name__}: {exc}")
         if not delivered:
-            return
+            return False
         if self._save(model, entity, {"pending": ""}):
             self._ledger.audit(AuditRecord("drift.signalled", event["id"], event_id=event["id"],
                                            event_type=event["eventType"], model=model,
                                            detail={"action": "signalled", "subject": event["subject"]}))
+        return True  # delivered (by us, or by another instance that cleared it first)
 
     # -- plumbing -----------------------------------------------------------------------------
     def _save(self, model: str, entity: Any, props: Mapping[str, Any]) -> bool:

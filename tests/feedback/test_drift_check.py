@@ -162,6 +162,8 @@ def test_a_signal_that_could_not_be_published_is_retried_with_the_same_id(world)
     world.grid.down = True
     world.check.tick()
     assert world.grid.published == [] and world.check.state(MODEL)["pending"]
+    world.traffic("shifted", seed=2)  # later windows wait: the undelivered signal is not replaced
+    assert world.check.tick()[0]["action"] == "waiting" and len(world.audit("drift.checked")) == 1
     world.grid.down = False
     world.check.tick()
     [event] = world.grid.published
