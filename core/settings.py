@@ -18,6 +18,7 @@ from typing import TypeVar
 from core.admin.auth import AuthConfig, parse_role_map
 from core.alerting.rules import AlertingConfig, load_alerting
 from core.errors import SettingsError
+from core.feedback.drift_policy import DriftMonitor, parse_monitors
 from core.notify.routing import Routes, parse_routes
 from core.release.policy import ReleasePolicy, parse_release_policies
 from core.retrain_policy import RetrainPolicy, parse_policies
@@ -98,6 +99,11 @@ SETTINGS: dict[str, str] = {
     "REACTOR_LOCAL_COLLECT_FLUSH_SECONDS": "Local endpoints only: seconds between flushes of collected requests.",
     "REACTOR_LOCAL_COLLECT_BUFFER": "Local endpoints only: collected requests buffered at most; beyond it a request "
     "is still answered and its record dropped (counted, logged).",
+    "REACTOR_DRIFT_CHECK": "'local': the app checks production inputs for drift itself (the embedded default); "
+    "'off': Azure ML model monitoring does it (Azure) and the timer does nothing.",
+    "REACTOR_DRIFT_CHECK_SCHEDULE": "NCRONTAB schedule of the drift check timer.",
+    "REACTOR_DRIFT_MONITORS": "JSON object: model name -> drift monitor (monitor name, signal schema, window, delay, "
+    "repeat, PSI threshold, KS p-value, minimum samples, features that must breach). Empty: nothing is checked.",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")
@@ -146,6 +152,11 @@ class _Reader:
         policies, problems = parse_release_policies(self.raw(name))
         self.problems += problems
         return policies
+
+    def drift_monitors(self, name: str) -> Mapping[str, DriftMonitor]:
+        monitors, problems = parse_monitors(self.raw(name))
+        self.problems += problems
+        return monitors
 
     def routes(self, name: str) -> Routes:
         routes, problems = parse_routes(self.raw(name), self.env)
@@ -212,6 +223,9 @@ class Settings:
     local_eventgrid_url: str
     local_serving_url: str
     aml: Mapping[str, str]
+    drift_check: str
+    drift_check_schedule: str
+    drift_monitors: Mapping[str, DriftMonitor]
     events_topic_endpoint: str
     events_source: str
     events_topic_key: str = field(repr=False)  # a secret: never in a repr or a log
@@ -264,7 +278,11 @@ class Settings:
             local_collect_batch=r.integer("REACTOR_LOCAL_COLLECT_BATCH", 500, 1, 100_000),
             local_collect_flush_seconds=r.integer("REACTOR_LOCAL_COLLECT_FLUSH_SECONDS", 2, 1, 300),
             local_collect_buffer=r.integer("REACTOR_LOCAL_COLLECT_BUFFER", 100_000, 10, 10_000_000),
+            drift_check=r.choice("REACTOR_DRIFT_CHECK", "LOCAL", ("LOCAL", "OFF")).lower(),
+            drift_check_schedule=r.text("REACTOR_DRIFT_CHECK_SCHEDULE", "0 * * * * *", _NCRONTAB),
+            drift_monitors=r.drift_monitors("REACTOR_DRIFT_MONITORS"),
         )
+        r.problems += _drift_problems(settings)
         if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
             r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when REACTOR_ALERTS_SOURCE=azure")
         if settings.alerts_source == "azure":
@@ -291,3 +309,17 @@ class Settings:
     def internal_container(self) -> str:
         """Container for the app's own blobs (dead-letter payloads and the like)."""
         return f"{self.table_prefix.lower()}-internal"
+
+
+def _drift_problems(s: Settings) -> list[str]:
+    """A monitor must be one its model's retraining policy listens to, or its signal starts nothing."""
+    problems = []
+    if s.drift_check == "local" and s.ml_platform == "azure" and s.drift_monitors:
+        problems.append("REACTOR_DRIFT_CHECK=local reads baselines from the local ML platform; with "
+                        "REACTOR_ML_PLATFORM=azure set it to off (Azure ML model monitoring checks drift)")
+    for model, m in s.drift_monitors.items():
+        policy = s.retrain_policies.get(model)
+        if policy is not None and m.monitor not in policy.monitors:
+            problems.append(f"REACTOR_DRIFT_MONITORS.{model}.monitor: {m.monitor!r} is not one of "
+                            f"REACTOR_RETRAIN_POLICIES.{model}.monitors, so its signal would start no retrain")
+    return problems

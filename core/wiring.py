@@ -25,6 +25,8 @@ from core.events import (
     RunCompleted,
     RunStatusChanged,
 )
+from core.feedback.collected import CollectedInputs
+from core.feedback.drift_check import DriftCheck, RecentInputs
 from core.feedback.quality import LiveQuality
 from core.intake import EventContext, EventHandler, Intake
 from core.ledger import Ledger
@@ -57,11 +59,12 @@ class Services:
     releases: Releases
     publisher: Publisher | None  # our own events; None when no topic is configured
     quality: LiveQuality | None
+    drift: DriftCheck
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
           platform: MLPlatform | None = None, serving: ServingPlatform | None = None,
-          clock: Clock = utcnow) -> Services:
+          inputs: RecentInputs | None = None, clock: Clock = utcnow) -> Services:
     store = store or TableStateStore.from_connection(settings.storage_connection, settings.storage_account)
     blobs = blobs or AzureBlobStore.from_connection(settings.storage_connection, settings.storage_account)
     ledger = Ledger(store, blobs, prefix=settings.table_prefix, container=settings.internal_container,
@@ -98,7 +101,25 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     alerting_ref.append(alerting)
     publisher = _publisher(settings, store, ledger, clock)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting, serving, releases, publisher, quality)
+                    outbox, alerting, serving, releases, publisher, quality,
+                    _drift(settings, store, blobs, ledger, inputs or CollectedInputs(blobs, settings.collect_container),
+                           clock))
+
+
+def _drift(settings: Settings, store: StateStore, blobs: BlobStore, ledger: Ledger, inputs: RecentInputs,
+           clock: Clock) -> DriftCheck:
+    """The local drift check; production inputs come from the collected inference data (or ``inputs``, tests)."""
+    from core.adapters.local_eventgrid import EventGridEmulator
+    from core.adapters.local_ml import ML_TOPIC, models_container
+    from core.adapters.model_baselines import BlobBaselines
+
+    emulator = EventGridEmulator(settings.local_eventgrid_url)
+    return DriftCheck(store, ledger, ReleaseStore(store, settings.table_prefix),
+                      BlobBaselines(blobs, models_container(settings.table_prefix)), inputs,
+                      lambda events: all(d.ok for d in emulator.publish(events)), settings.drift_monitors,
+                      endpoints={m: p.prod_endpoint for m, p in settings.release_policies.items()},
+                      prefix=settings.table_prefix, topic=ML_TOPIC, clock=clock,
+                      enabled=settings.drift_check == "local")
 
 
 def _blob_created(retraining: Retraining, quality: LiveQuality) -> EventHandler:

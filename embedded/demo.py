@@ -16,7 +16,9 @@ platform; then:
   6b. injects errors into production traffic -> an alert rule on the endpoint's 5xx metric (local
      metrics) pends, fires, notifies each receiver once, and resolves when the errors stop
      (``embedded.demo_alerts``);
-  7. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
+  7. production traffic shifts -> the drift check flags it -> its model-monitoring signal comes back
+     through the host -> retraining starts for reason drift -> the new version is released;
+  8. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
      notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
      the alert resolves -> the resolve notifications follow;
 and prints the timeline from the audit trail, ``reactor status`` and where the dashboard is.
@@ -37,7 +39,8 @@ import requests
 
 from embedded import demo_events
 from embedded.demo_alerts import ALERT_RULES, MetricAlert
-from embedded.demo_feedback import Feedback
+from embedded.demo_drift import DRIFT_SETTINGS, drift_and_retrain
+from embedded.demo_feedback import Feedback, live_quality_table
 from embedded.demo_release import RELEASE_POLICY, Releases
 
 T0 = time.monotonic()
@@ -59,6 +62,7 @@ DEMO_SETTINGS = {
         "ml-teams": {"type": "teams"}, "ml-slack": {"type": "slack"}, "oncall": {"type": "pagerduty"}},
         "routes": [{"receiver": "oncall", "severity": ["critical", "error"], "continue": True},
                    {"receiver": "ml-slack", "continue": True}, {"receiver": "ml-teams"}]}),
+    **DRIFT_SETTINGS,
 }
 RECEIVER_PORT = 8099
 UPLOAD_AT: list[float] = []  # when the first training data landed (seconds since start)
@@ -248,11 +252,13 @@ def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
                     f"(release alone {took:.1f} s)")
                 events.show_promoted(say)
                 Feedback(services, blobs, say, holdout).late_labels("1")
+                say("$ reactor status   (its live quality table)", live_quality_table(releases.reactor("status")))
                 demo.redelivery()
                 demo.poor_batch()
                 releases.broken()
                 releases.degrading()
                 MetricAlert(services, receiver, say, wait_for).run()
+                drift_and_retrain(services, releases, blobs, say, wait_for)
             finally:
                 releases.stop()
             demo.alert_round_trip(receiver)

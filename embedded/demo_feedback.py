@@ -87,3 +87,13 @@ def _key(row: dict[str, str]) -> tuple[float, ...]:
 
 def _key_of(features: list[float]) -> tuple[float, ...]:
     return tuple(features)
+
+
+def live_quality_table(status: str) -> str:
+    """The LIVE RMSE table of ``reactor status`` output: from its header line to the next blank line."""
+    lines = status.splitlines()
+    start = next((i for i, line in enumerate(lines) if "LIVE RMSE" in line), None)
+    if start is None:
+        return "(reactor status shows no live quality)"
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return "\n" + "\n".join(lines[start:end])

@@ -395,6 +395,11 @@ var reactorSettings = {
   REACTOR_LABELS_CONTAINER: labelsContainerName
   REACTOR_LABELS_LOOKBACK_HOURS: string(labelsLookbackHours)
   REACTOR_LIVE_QUALITY_WINDOW_HOURS: string(liveQualityWindowHours)
+  // Azure ML model monitoring checks drift in Azure and signals it through Event Grid; the app's
+  // own check is for the embedded default, so its timer does nothing here (once a day).
+  REACTOR_DRIFT_CHECK: 'off'
+  REACTOR_DRIFT_CHECK_SCHEDULE: '0 0 0 * * *'
+  REACTOR_DRIFT_MONITORS: ''
 }
 
 // Secret settings: Key Vault references, resolved by the platform with the app's identity (Key

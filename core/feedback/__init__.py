@@ -1,2 +1,3 @@
-"""The feedback loop: inference data collected from the online endpoints, late labels joined to it, and
-the live quality of each model version computed from the two."""
+"""The feedback loop: inference data collected from the online endpoints, late labels joined to it
+(the live quality of each model version), and production inputs compared with what the model was
+trained on (drift)."""

@@ -188,3 +188,15 @@ def _prediction(row: Any) -> float:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class CollectedInputs:
+    """The drift check's ``RecentInputs`` over the collected data: every row an endpoint answered
+    successfully in [since, until), in the order the caller sent its features (the data contract's)."""
+
+    def __init__(self, blobs: BlobStore, container: str) -> None:
+        self._blobs, self._container = blobs, container
+
+    def inputs(self, endpoint: str, since: datetime, until: datetime) -> list[list[float]]:
+        return [row for found in read_inferences(self._blobs, self._container, endpoint=endpoint, since=since,
+                                                 until=until) for row in found.inputs]

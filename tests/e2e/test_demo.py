@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_the_retraining_and_release_loop() -> None:
     env = {**os.environ, "REACTOR_DEMO_PORT": str(free_port()), "REACTOR_DEMO_RECEIVER_PORT": str(free_port())}
     out = subprocess.run([sys.executable, "-m", "embedded.demo"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=420)
+                         text=True, timeout=540)
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "3 BlobCreated events arrived at on_blob_created and joined one batching window" in text
@@ -26,7 +26,7 @@ def test_demo_runs_the_retraining_and_release_loop() -> None:
     assert "registered version 1" in text and "ModelRegistered arrived at on_model_registered  diabetes:1" in text
     assert "all skipped as duplicates, nothing retrained" in text
     assert "challenger LOST, champion kept" in text
-    assert text.count("retrain.started") == 2, "one job per batch of data, no more"
+    assert text.count("retrain.started") == 3, "one job per batch of data and one for the drift, no more"
     assert "one grouped notification per receiver arrived: pagerduty, slack, teams" in text
     assert "release diabetes:1: deployed to QA and smoke-tested -> awaiting_approval" in text
     assert "$ reactor approve diabetes:1" in text and "release diabetes:1: PROMOTED  diabetes-v1 100%" in text
@@ -36,6 +36,13 @@ def test_demo_runs_the_retraining_and_release_loop() -> None:
     assert "production traffic after the rollback  diabetes-v1 100%" in text
     assert "10% of production traffic to diabetes-v3" in text, "the canary went step by step"
     assert "deploying diabetes-v2 to diabetes-prod" not in text, "the broken version never reached production"
+    assert "production traffic SHIFTED" in text
+    assert "drift check: diabetes:1 DRIFTED" in text and "(bmi, bp, s5)" in text
+    assert "drift signal RunStatusChanged (run tag azureml_modelmonitor_threshold_breached) arrived at " \
+           "on_run_status_changed  -> started (reason drift)" in text
+    assert text.count("drift.signalled") == 1, "one signal for the drifting version, not one per window"
+    assert "retraining started for reason drift" in text and "drift retrain completed: registered version 4" in text
+    assert "release diabetes:4: PROMOTED under shifted traffic  diabetes-v4 100%" in text
     assert "$ reactor status" in text and "/api/dashboard" in text
     assert "each receiver got the resolve" in text
     assert "demo-routing-key" not in text and "demo-webhook" not in text, "secrets never printed"
