@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def base_env(connection: str, prefix: str) -> dict[str, str]:
     env = read_values(SAMPLE)
-    # Intake tests run without retraining or release policies: nothing they send starts a job or a release.
+    # Intake tests run without retraining, release or drift policies: nothing they send starts a job or a release.
     env.update(REACTOR_STORAGE_CONNECTION=connection, REACTOR_TABLE_PREFIX=prefix, REACTOR_RETRAIN_POLICIES="",
-               REACTOR_RELEASE_POLICIES="")
+               REACTOR_RELEASE_POLICIES="", REACTOR_DRIFT_MONITORS="")
     return env
 
 
