@@ -151,6 +151,8 @@ def main() -> None:
     finally:
         if base:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+    if any(r.failures for rs in runs.values() for r in rs):
+        sys.exit("some deliveries failed: the figures above are not valid (see .pytest_cache/host-*.log)")
     mine = best(runs["this tree"])
     print(f"  targets: >= 500 events/s ({mine.rate / 500:.2f} of target), p99 <= 25 ms ({25 / mine.p99:.2f} of target)")
     if base:

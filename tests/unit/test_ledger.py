@@ -75,3 +75,46 @@ def test_failed_claim_is_taken_over_only_by_a_replay(ledger: Ledger) -> None:
     retry = ledger.claim("on_x", "k1", {}, "c", retry_failed=True)
     assert (retry.state, retry.attempt) == ("won", 2)
     assert ledger.claim("on_x", "k1", {}, "c", retry_failed=True).state == "in_flight"
+
+
+def test_the_finish_is_the_events_audit_record(ledger: Ledger, clock: Clock) -> None:
+    ledger.audit(AuditRecord("before", "c"))
+    clock.now += timedelta(seconds=1)
+    summary = {"event_id": "e1", "event_type": "T", "model": "m", "version": "2"}
+    claim = ledger.claim("on_x", "k1", summary, "c")
+    assert [r["action"] for r in ledger.audit_records()] == ["before"], "a claim in flight is not a record yet"
+    clock.now += timedelta(seconds=1)
+    assert ledger.finish(claim, "done", {"action": "recorded"}, action="event.processed")
+    clock.now += timedelta(seconds=1)
+    ledger.audit(AuditRecord("after", "c"))
+    records = ledger.audit_records({"correlation_id": "c"})
+    assert [r["action"] for r in records] == ["before", "event.processed", "after"], "one time order"
+    processed = records[1]
+    assert {k: processed[k] for k in ("function", "event_id", "event_type", "model", "version", "actor", "detail")} \
+        == {"function": "on_x", "event_id": "e1", "event_type": "T", "model": "m", "version": "2",
+            "actor": "system", "detail": {"action": "recorded"}}
+    assert [r["id"] for r in ledger.audit_records({"function": "on_x", "action": "event.processed"})] \
+        == [processed["id"]]
+    assert ledger.audit_records({"function": "on_y"}) == []
+
+
+def test_a_crashed_holder_leaves_no_record_and_the_taker_leaves_one(ledger: Ledger, clock: Clock) -> None:
+    crashed = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c")
+    clock.now += timedelta(seconds=61)
+    taker = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c")
+    assert not ledger.finish(crashed, "done", {}, action="event.processed")
+    assert ledger.finish(taker, "done", {"by": "taker"}, action="event.processed")
+    [record] = ledger.audit_records({"event_id": "e1"})
+    assert (record["action"], record["detail"]) == ("event.processed", {"by": "taker"})
+
+
+def test_a_replay_keeps_the_failed_record_with_its_id(ledger: Ledger, clock: Clock) -> None:
+    claim = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c")
+    ledger.finish(claim, "failed", {"error": "boom"}, action="event.failed")
+    [failed] = ledger.audit_records({"event_id": "e1"})
+    clock.now += timedelta(seconds=5)
+    retry = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c", retry_failed=True)
+    assert ledger.audit_records({"event_id": "e1"}) == [failed], "kept while the replay runs"
+    ledger.finish(retry, "done", {"action": "recorded"}, action="event.processed")
+    kept, processed = ledger.audit_records({"event_id": "e1"})
+    assert kept == failed and processed["action"] == "event.processed"
