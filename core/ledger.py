@@ -20,10 +20,13 @@ replay that takes over a failed claim first copies the failed record into the au
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -34,6 +37,7 @@ from core.ports import BlobStore, Clock, Entity, StateStore
 ClaimState = Literal["won", "duplicate", "in_flight"]
 SYSTEM = "system"
 MAX_DETAIL = 30_000  # characters; a Table property holds at most 64 KiB
+DONE_REMEMBERED = 20_000  # claims per process (a few MB): Event Grid redeliveries come within minutes
 
 
 def event_key(source: str, event_type: str, event_id: str) -> str:
@@ -88,11 +92,14 @@ class Ledger:
         self.events_table = f"{prefix}events"
         self.audit_table = f"{prefix}audit"
         self.deadletters_table = f"{prefix}deadletters"
+        self._done = _Recent(DONE_REMEMBERED)  # redeliveries of what this process saw done skip storage
 
     # -- claims ---------------------------------------------------------------------------
     def claim(self, function: str, key: str, summary: Mapping[str, str], correlation_id: str,
               *, retry_failed: bool = False) -> Claim:
         """Claim an event for this function; ``retry_failed`` (a replay) may take over a failed claim."""
+        if self._done.seen((function, key)):  # "done" is final: nothing ever takes such a claim over
+            return Claim(function, key, "duplicate", status="done")
         now = self._clock()
         props = {**summary, "function": function, "model": summary.get("model", ""),
                  "version": summary.get("version", ""), "status": "processing", "attempt": 1,
@@ -112,6 +119,8 @@ class Ledger:
         if status == "failed" and retry_failed:
             return self._take_over(existing, now)
         if status != "processing":
+            if status == "done":
+                self._done.add((function, key))
             return Claim(function, key, "duplicate", status=status)
         if datetime.fromisoformat(str(existing.props["lease_until"])) > now:
             return Claim(function, key, "in_flight", status=status)
@@ -132,10 +141,8 @@ class Ledger:
     def _keep_record(self, claim: Entity) -> None:
         record = _claim_record(claim)
         props = {k: v for k, v in record.items() if k != "id"} | {"detail": claim.props.get("outcome") or "{}"}
-        try:  # a deterministic row: two replays racing keep one copy
+        with contextlib.suppress(ConflictError):  # a deterministic row: two replays racing keep one copy
             self._store.insert(self.audit_table, str(record["id"])[:8], str(record["id"]), props)
-        except ConflictError:
-            pass
 
     def finish(self, claim: Claim, status: str, outcome: Mapping[str, Any], *, action: str = "") -> bool:
         """Close a won claim; False if the lease was lost to another delivery meanwhile.
@@ -151,6 +158,8 @@ class Ledger:
             self._store.update(self.events_table, claim.function, claim.key, props, claim.etag)
         except PreconditionFailed:
             return False
+        if status == "done":
+            self._done.add((claim.function, claim.key))
         return True
 
     def event_record(self, function: str, key: str) -> Entity | None:
@@ -220,6 +229,24 @@ class Ledger:
         props = {"status": status, "resolved_at": self._clock().isoformat(),
                  "resolution": _clip(json.dumps(dict(detail), default=str))}
         self._store.update(self.deadletters_table, function, key, props, found.etag)
+
+
+class _Recent:
+    """A bounded set, oldest first out; safe across threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, key: Hashable) -> bool:
+        return key in self._keys
+
+    def add(self, key: Hashable) -> None:
+        with self._lock:
+            self._keys[key] = None
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
 
 
 AUDIT_FIELDS = ("action", "correlation_id", "function", "event_id", "event_type", "model", "version", "actor",

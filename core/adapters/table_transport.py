@@ -23,7 +23,7 @@ import select
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
@@ -49,7 +49,7 @@ def table_transport() -> HttpTransport | None:
     return HttpClientTransport()
 
 
-class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
+class HttpClientTransport(HttpTransport):
     def __init__(self, connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> None:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -117,8 +117,18 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
             else:
                 raise ServiceRequestError(f"unsupported URL scheme {scheme!r}")
             conns[(scheme, netloc)] = conn
-        elif conn.sock is not None:
-            conn.sock.settimeout(self._connect_timeout)
+        if conn.sock is None:
+            try:
+                conn.connect()
+            except TimeoutError as exc:
+                raise ServiceRequestTimeoutError(exc, error=exc) from exc
+            except OSError as exc:
+                raise ServiceRequestError(exc, error=exc) from exc
+            # http.client writes the headers and the body separately: without this, Nagle's
+            # algorithm holds the body back until the headers are acknowledged.
+            sock = cast(socket.socket, conn.sock)  # connect() has just set it
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sock.settimeout(self._connect_timeout)
         return conn
 
 

@@ -118,3 +118,17 @@ def test_a_replay_keeps_the_failed_record_with_its_id(ledger: Ledger, clock: Clo
     ledger.finish(retry, "done", {"action": "recorded"}, action="event.processed")
     kept, processed = ledger.audit_records({"event_id": "e1"})
     assert kept == failed and processed["action"] == "event.processed"
+
+
+def test_a_redelivery_of_what_this_process_finished_needs_no_storage_round_trip(clock: Clock) -> None:
+    store = MemoryStateStore()
+    ledger = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60)
+    ledger.finish(ledger.claim("on_x", "k1", {}, "c"), "done", {}, action="event.processed")
+    failed = ledger.claim("on_x", "k2", {}, "c")
+    ledger.finish(failed, "failed", {}, action="event.failed")
+    writes = store.writes
+    again = ledger.claim("on_x", "k1", {}, "c")
+    assert (again.state, again.status, store.writes) == ("duplicate", "done", writes)
+    other = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60)
+    assert other.claim("on_x", "k1", {}, "c") == again, "another instance reads the same answer from storage"
+    assert ledger.claim("on_x", "k2", {}, "c", retry_failed=True).state == "won", "a failed claim is not final"
