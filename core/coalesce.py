@@ -2,12 +2,13 @@
 
 Each storage round trip costs about 1-2 ms of CPU in the Azure SDK, far more than the work
 itself, so concurrent writes to one table partition (or changes to one state entity) go out
-together. There is no background thread and no timer: a caller that finds fewer than
-``parallel`` flushes running for its key *leads*: it takes what is queued, flushes it, and
-hands the lead (with the next batch, taken under the lock) to the next waiter, so nobody waits
-for a timeout and an idle process holds nothing. With ``parallel=1`` (the default) a key's
-flushes never overlap, which read-modify-write changes need; independent writes may allow a
-few at once, so a light load goes out as single calls and only a queue is batched.
+together. There is no background thread and no timer: a caller that finds no flush running
+for its key *leads*: it takes what is queued, flushes it, and hands the lead (with the next
+batch, taken under the lock) to the next waiter, so nobody waits for a timeout and an idle
+process holds nothing. With ``parallel=1`` (the default) a key's flushes never overlap, which
+read-modify-write changes need. Independent writes may allow ``parallel`` at once: a caller
+that finds fewer running flushes its own item alone, so a light load is not held back, while
+what queues behind them still goes out as one batch.
 
     flush(key, batch) must settle every pending item of the batch: set ``result``/``error``
     and call ``settle()``, or ``retry`` it to queue it again (e.g. innocent bystanders of a
@@ -61,8 +62,10 @@ class Coalescer(Generic[T]):
             queue.items.append(pending)
             batch = None
             if queue.leaders < self._parallel:
+                # An extra leader beside a running flush carries only its own item: a queue keeps
+                # growing for the next full batch, and a light load is not held back.
+                batch = self._next_batch(queue) if queue.leaders == 0 else [queue.items.pop()]
                 queue.leaders += 1
-                batch = self._next_batch(queue)
         while True:
             if batch is not None:
                 self._lead(key, queue, batch)

@@ -26,11 +26,11 @@ _KEYS = ("PartitionKey", "RowKey")
 MAX_BATCH = 100  # entities per entity-group transaction
 # Measured on Azurite (CPU per call in this process): a single insert ~0.7 ms, a transaction
 # ~1.8 ms + 0.2 ms per entity (the SDK builds multipart bodies with the email package and a
-# thread pool per transaction). So fewer than four writes go out one by one, and two writes
-# (or transactions) to a partition may be in flight at once, so that a light load is not
-# serialised behind one round trip while a queue still travels as transactions. bench/intake.py
-# compared 2, 4 and 8: 2 was as fast with one event per request and used the least CPU per
-# event with 100 (1.4 + 0.6 ms in host + Azurite against 2.0 + 1.2 ms with 8).
+# thread pool per transaction). So fewer than four writes go out one by one, and beside a
+# running flush one more write may go out alone: a light load is not serialised behind one
+# round trip, while a queue keeps growing into the next transaction. bench/intake.py compared
+# 1-4 and 8 flushes per partition: 2 carried the most with 100 events per request (528/s,
+# 2.2 ms CPU per event in host + Azurite) and nearly the most with one (336/s; 4: 399/s but 426/s).
 MIN_TRANSACTION = 4
 PARALLEL = 2
 MAX_BATCH_BYTES = 3_000_000  # a transaction's payload must stay under 4 MiB
