@@ -64,8 +64,11 @@ bench: setup
 	$(PY) bench/intake.py --clients 2 --batch 100 --events 3000
 	$(PY) bench/store_writes.py
 	$(PY) bench/alerts.py
+	$(PY) bench/local_metrics.py
 	$(PY) bench/burst.py --events 10000 --window 150
 	$(PY) bench/release.py
+	$(PY) bench/publish.py
+	$(PY) bench/collect.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

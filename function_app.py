@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import admin, alerts, dashboard, events, health, notifications, releases, retraining, silences
+from functions import admin, alerts, dashboard, events, health, notifications, publish, releases, retraining, silences
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(events.bp)
@@ -14,3 +14,4 @@ app.register_functions(admin.bp)
 app.register_functions(dashboard.bp)
 app.register_functions(silences.bp)
 app.register_functions(releases.bp)
+app.register_functions(publish.bp)

@@ -26,7 +26,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -69,6 +69,9 @@ class AuditRecord:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+AuditHook = Callable[[AuditRecord, datetime], None]
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     id: str
@@ -83,8 +86,10 @@ class DeadLetter:
 
 class Ledger:
     def __init__(self, store: StateStore, blobs: BlobStore, *, prefix: str, container: str,
-                 clock: Clock, lease_seconds: int) -> None:
+                 clock: Clock, lease_seconds: int, on_audit: AuditHook | None = None) -> None:
         self._store = store
+        # Told of every audit record once it is written (our own events, core/publish); must not raise.
+        self.on_audit = on_audit
         self._blobs = blobs
         self._container = container
         self._clock = clock
@@ -144,22 +149,27 @@ class Ledger:
         with contextlib.suppress(ConflictError):  # a deterministic row: two replays racing keep one copy
             self._store.insert(self.audit_table, str(record["id"])[:8], str(record["id"]), props)
 
-    def finish(self, claim: Claim, status: str, outcome: Mapping[str, Any], *, action: str = "") -> bool:
+    def finish(self, claim: Claim, status: str, outcome: Mapping[str, Any], *,
+               record: AuditRecord | None = None) -> bool:
         """Close a won claim; False if the lease was lost to another delivery meanwhile.
 
-        With ``action`` the same write is the event's audit record (see the module docstring):
-        whatever must see every audit record has to look here as well as at ``audit``."""
-        now = self._clock().isoformat()
+        With ``record`` the same write is the event's audit record (see the module docstring;
+        the claim already holds its other fields, the outcome is its detail): ``on_audit`` is
+        told of it as of every record ``audit`` writes."""
+        when = self._clock()
+        now = when.isoformat()
         props = {"status": status, "finished_at": now,
                  "outcome": _clip(json.dumps(outcome, default=str, sort_keys=True))}
-        if action:
-            props |= {"action": action, "at": now, "actor": SYSTEM}
+        if record is not None:
+            props |= {"action": record.action, "at": now, "actor": record.actor}
         try:
             self._store.update(self.events_table, claim.function, claim.key, props, claim.etag)
         except PreconditionFailed:
             return False
         if status == "done":
             self._done.add((claim.function, claim.key))
+        if record is not None and self.on_audit is not None:
+            self.on_audit(record, when)
         return True
 
     def event_record(self, function: str, key: str) -> Entity | None:
@@ -174,6 +184,8 @@ class Ledger:
                  "model": record.model, "version": record.version, "actor": record.actor,
                  "at": now.isoformat(), "detail": _clip(json.dumps(dict(record.detail), default=str))}
         self._store.insert(self.audit_table, now.strftime("%Y%m%d"), row, props)
+        if self.on_audit is not None:
+            self.on_audit(record, now)
         return row
 
     def audit_records(self, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -12,6 +12,11 @@ ETag-conditional read-modify-write, so two host instances never both start a job
 A start is recorded (the slot taken, the pending triggers moved into the decision) *before*
 the job is submitted; the job's name derives from the decision, and submit is get-or-create,
 so a crash between the two is repaired by the timer resubmitting the same name.
+
+A job that fails or is canceled raises an incident (``RetrainingJobFailed``, labelled with the
+model, job and status) through alerting *before* its slot is released, so a crash in between
+raises it again on redelivery (alerting deduplicates it); the model's next completed job resolves
+every incident its failed jobs raised, which the state entity lists until then.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ from core.retrain_policy import RetrainPolicy
 
 ROW = "state"
 MAX_LINEAGE = 50  # trigger ids kept on the state entity; the audit trail keeps every one
+INCIDENT = "RetrainingJobFailed"
+INCIDENT_SEVERITY = {"failed": "error", "canceled": "warning"}
+Incident = Callable[[str, Mapping[str, str], bool, str], object]  # (alertname, labels, firing, summary)
 _log = get_logger("retraining")
 
 
@@ -70,8 +78,9 @@ _UNCHANGED = object()
 class Retraining:
     def __init__(self, store: StateStore, ledger: Ledger, platform: MLPlatform | None,
                  policies: Mapping[str, RetrainPolicy], *, prefix: str, clock: Clock,
-                 code_version: str = "dev") -> None:
+                 code_version: str = "dev", incident: Incident | None = None) -> None:
         self._code_version = code_version
+        self._incident = incident
         self._store = store
         self._ledger = ledger
         self._platform = platform
@@ -252,18 +261,45 @@ class Retraining:
         self._change(model, lambda st: _mark_submitted(st, job))
 
     def finish_job(self, model: str, job: str, status: str, tags: Mapping[str, str]) -> Decision:
+        before = self.state(model)
+        incidents = self._incidents(model, job, status, tags, before) if before["in_flight_job"] == job else {}
         decided = self._change(model, lambda s: _release_slot(s, job, status))
         if decided is None:
             return Decision("ignored", model, "the job is not in flight (already finished)", job=job, audit=False)
+        detail = {k: v for k, v in tags.items() if k.startswith("reactor_") and k != TAG_MODEL}
         outcome = Decision(decided, model, job=job, decision_id=tags.get(TAG_DECISION, ""),
-                           detail={k: v for k, v in tags.items() if k.startswith("reactor_") and k != TAG_MODEL})
+                           detail={**detail, **incidents})
         self._audit(outcome)
-        if decided == "failed":
-            # Until the alerting issue routes incidents, an error log with the run is the page.
-            log(_log, logging.ERROR, "retraining job failed", model=model, job=job,
+        if decided != "completed":
+            log(_log, logging.ERROR, f"retraining job {decided}", model=model, job=job,
                 url=tags.get("reactor_job_url", ""))
         self._try_start(self.policies[model], trigger=None)
         return outcome
+
+    def _incidents(self, model: str, job: str, status: str, tags: Mapping[str, str],
+                   s: Mapping[str, Any]) -> dict[str, Any]:
+        """Raise the failed job's incident, or resolve the earlier failures' on success; never raises."""
+        if self._incident is None:
+            return {}
+        if status in INCIDENT_SEVERITY:
+            error = tags.get("reactor_error", "") or "no error text"
+            link = tags.get("reactor_job_url", "")
+            summary = f"retraining job {job} of {model} {status}: {error[:300]}" + (f" ({link})" if link else "")
+            raised = self._call_incident(_incident_labels(model, job, status), True, summary)
+            return {"incident": "raised" if raised else "failed to raise"}
+        opened = json.loads(s.get("failed_jobs") or "[]")
+        resolved = sum(self._call_incident(_incident_labels(model, f["job"], f["status"]), False,
+                                           f"{job} of {model} completed") for f in opened)
+        return {"incidents_resolved": resolved} if opened else {}
+
+    def _call_incident(self, labels: Mapping[str, str], firing: bool, summary: str) -> bool:
+        assert self._incident is not None
+        try:
+            self._incident(INCIDENT, labels, firing, summary)
+        except Exception:
+            _log.exception("incident %s for %s could not be recorded", INCIDENT, labels.get("model"))
+            return False
+        return True
 
     def _reconcile(self, policy: RetrainPolicy) -> None:
         s = self.state(policy.model)
@@ -316,7 +352,7 @@ class Retraining:
 def _defaults() -> dict[str, Any]:
     return {**_empty_window(), "in_flight_job": "", "in_flight_since": "", "in_flight_request": "",
             "submitted": False, "job_url": "", "last_started_at": "1970-01-01T00:00:00+00:00", "last_job": "",
-            "last_outcome": "", "noted": "", "started_decision": "", "started_job": ""}
+            "last_outcome": "", "noted": "", "started_decision": "", "started_job": "", "failed_jobs": "[]"}
 
 
 def _empty_window() -> dict[str, Any]:
@@ -346,9 +382,18 @@ def _unmark_submitted(s: dict[str, Any], job: str) -> Any:
 def _release_slot(s: dict[str, Any], job: str, status: str) -> Any:
     if s["in_flight_job"] != job:
         return _UNCHANGED
+    failed = json.loads(s["failed_jobs"] or "[]")
+    if status in INCIDENT_SEVERITY:  # its incident stays open until a job of the model completes
+        failed = [*failed, {"job": job, "status": status}][-MAX_LINEAGE:]
+    elif status == "completed":
+        failed = []
     s.update(in_flight_job="", in_flight_since="", in_flight_request="", submitted=False, last_job=job,
-             last_outcome=status)
+             last_outcome=status, failed_jobs=json.dumps(failed))
     return status
+
+
+def _incident_labels(model: str, job: str, status: str) -> dict[str, str]:
+    return {"model": model, "job": job, "status": status, "severity": INCIDENT_SEVERITY.get(status, "error")}
 
 
 def _parse(text: str) -> datetime:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from core.admin.auth import AuthConfig, parse_role_map
@@ -57,10 +57,13 @@ SETTINGS: dict[str, str] = {
     "repeat_interval, send_resolved, inhibit_rules), or the path of a file holding it. Empty: no rules "
     "(Azure Monitor alerts posted to /api/alerts/azure-monitor are still handled).",
     "REACTOR_ALERTS_TICK_SCHEDULE": "NCRONTAB schedule of the timer that evaluates alert rules and flushes groups.",
-    "REACTOR_ALERTS_SOURCE": "Where rule values come from: 'azure' (Azure Monitor) or 'local' (in memory).",
+    "REACTOR_ALERTS_SOURCE": "Where rule values come from: 'azure' (Azure Monitor) or 'local' (the local online "
+    "endpoints' request metrics from the serving control plane, and the ledger for log rules).",
     "REACTOR_ALERTS_METRICS_ENDPOINT": "Regional Azure Monitor metrics endpoint, https://<region>.metrics.monitor."
     "azure.com (required when REACTOR_ALERTS_SOURCE=azure).",
     "REACTOR_ALERTS_MAX_CONCURRENCY": "Azure Monitor queries run at once (1-16).",
+    "REACTOR_OUTBOX_RETENTION_HOURS": "How long delivered and rejected notifications stay in the outbox before "
+    "they are pruned (1-8760 hours; the audit trail keeps their record).",
     "REACTOR_EASY_AUTH": "true when App Service authentication (Easy Auth) fronts the app: admin roles come from "
     "the signed-in principal's role claims. false (local host): from REACTOR_ROLE_MAP.",
     "REACTOR_ROLE_MAP": "Local host only: roles of each function key name, 'keyname:role+role,...' (roles: "
@@ -76,6 +79,25 @@ SETTINGS: dict[str, str] = {
     "REACTOR_AML_EXPERIMENT": "Azure ML experiment the retraining jobs are grouped under.",
     "REACTOR_AML_DATASTORE": "Azure ML datastore name(s), comma-separated: one per blob container a retraining "
     "policy reads (training data and test set).",
+    "REACTOR_EVENTS_TOPIC_ENDPOINT": "Endpoint of the custom Event Grid topic our own CloudEvents are published to "
+    "(https://<topic>.<region>-1.eventgrid.azure.net/api/events; the local host's /eventgrid/api/events). "
+    "Empty: publishing is off.",
+    "REACTOR_EVENTS_SOURCE": "The CloudEvents 'source' of our own events: a stable URI of this app (its resource "
+    "id in Azure).",
+    "REACTOR_LOCAL_EVENTS_TOPIC_KEY": "Local only: the topic key sent as aeg-sas-key (a secret, never logged). "
+    "Empty: the app's managed identity (EventGrid Data Sender), as in Azure.",
+    "REACTOR_COLLECT_CONTAINER": "Blob container of the collected inference data (Azure ML data collector layout: "
+    "modelDataCollector/{endpoint}/{deployment}/model_inputs|model_outputs/yyyy/MM/dd/HH/*.jsonl).",
+    "REACTOR_LABELS_CONTAINER": "Blob container where late labels land (CSV or JSON lines with request_id and "
+    "observed); each new file is joined to the collected predictions.",
+    "REACTOR_LABELS_LOOKBACK_HOURS": "How far back from a labels file's arrival its request ids are looked up in the "
+    "collected inference data.",
+    "REACTOR_LIVE_QUALITY_WINDOW_HOURS": "The window of live quality (RMSE, MAE over labelled predictions) shown in "
+    "the status.",
+    "REACTOR_LOCAL_COLLECT_BATCH": "Local endpoints only: collected requests written in one batch (a flush by size).",
+    "REACTOR_LOCAL_COLLECT_FLUSH_SECONDS": "Local endpoints only: seconds between flushes of collected requests.",
+    "REACTOR_LOCAL_COLLECT_BUFFER": "Local endpoints only: collected requests buffered at most; beyond it a request "
+    "is still answered and its record dropped (counted, logged).",
 }
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,30}$")
@@ -83,6 +105,8 @@ _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_OPTIONAL_URL = re.compile(r"^(https?://[^\s/]+(/\S*)?)?$")
+_URI_REFERENCE = re.compile(r"^\S{1,500}$")  # CloudEvents: a non-empty URI-reference
 _AML = ("subscription_id", "resource_group", "workspace", "compute", "experiment", "datastore")
 
 
@@ -188,6 +212,17 @@ class Settings:
     local_eventgrid_url: str
     local_serving_url: str
     aml: Mapping[str, str]
+    events_topic_endpoint: str
+    events_source: str
+    events_topic_key: str = field(repr=False)  # a secret: never in a repr or a log
+    outbox_retention_hours: int = 168
+    collect_container: str = "inference-data"
+    labels_container: str = "labels"
+    labels_lookback_hours: int = 24
+    live_quality_window_hours: int = 24
+    local_collect_batch: int = 500
+    local_collect_flush_seconds: int = 2
+    local_collect_buffer: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -218,15 +253,33 @@ class Settings:
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
             local_serving_url=r.text("REACTOR_LOCAL_SERVING_URL", "http://127.0.0.1:7073", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
+            events_topic_endpoint=r.text("REACTOR_EVENTS_TOPIC_ENDPOINT", "", _OPTIONAL_URL),
+            events_source=r.text("REACTOR_EVENTS_SOURCE", "urn:mlops-reactor", _URI_REFERENCE),
+            events_topic_key=r.raw("REACTOR_LOCAL_EVENTS_TOPIC_KEY"),
+            outbox_retention_hours=r.integer("REACTOR_OUTBOX_RETENTION_HOURS", 168, 1, 8760),
+            collect_container=r.text("REACTOR_COLLECT_CONTAINER", "inference-data", _CONTAINER),
+            labels_container=r.text("REACTOR_LABELS_CONTAINER", "labels", _CONTAINER),
+            labels_lookback_hours=r.integer("REACTOR_LABELS_LOOKBACK_HOURS", 24, 1, 24 * 90),
+            live_quality_window_hours=r.integer("REACTOR_LIVE_QUALITY_WINDOW_HOURS", 24, 1, 24 * 90),
+            local_collect_batch=r.integer("REACTOR_LOCAL_COLLECT_BATCH", 500, 1, 100_000),
+            local_collect_flush_seconds=r.integer("REACTOR_LOCAL_COLLECT_FLUSH_SECONDS", 2, 1, 300),
+            local_collect_buffer=r.integer("REACTOR_LOCAL_COLLECT_BUFFER", 100_000, 10, 10_000_000),
         )
         if settings.alerts_source == "azure" and not settings.alerts_metrics_endpoint.startswith("https://"):
             r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when REACTOR_ALERTS_SOURCE=azure")
+        if settings.alerts_source == "azure":
+            r.problems += [f"REACTOR_ALERT_RULES: rule {rule.name} has a window under a minute, which Azure Monitor "
+                           "metrics cannot answer (one-minute points)" for rule in settings.alert_rules.rules
+                           if rule.kind == "metric" and rule.window < 60]
         if settings.ml_platform == "azure":
             r.problems += [f"REACTOR_AML_{n.upper()} is required when REACTOR_ML_PLATFORM=azure"
                            for n in _AML if not settings.aml[n]]
             if settings.release_policies and not settings.alerts_metrics_endpoint.startswith("https://"):
                 r.problems.append("REACTOR_ALERTS_METRICS_ENDPOINT must be an https URL when releases run on Azure ML "
                                   "(canary health checks read the endpoint's metrics from Azure Monitor)")
+        if settings.events_topic_endpoint.startswith("http://") and not settings.events_topic_key:
+            r.problems.append("REACTOR_EVENTS_TOPIC_ENDPOINT is http: set REACTOR_LOCAL_EVENTS_TOPIC_KEY (a managed "
+                              "identity's token is only ever sent over https)")
         if bool(settings.storage_connection) == bool(settings.storage_account):
             r.problems.append("set exactly one of REACTOR_STORAGE_CONNECTION (connection string) "
                               "and REACTOR_STORAGE_ACCOUNT (account name, managed identity)")

@@ -7,13 +7,15 @@ take a millisecond or two each to create).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from core.adapters.blob_store import AzureBlobStore
 from core.adapters.table_store import TableStateStore
 from core.alerting import Alerting
-from core.alerting.sources import MemorySource, MetricsSource
+from core.alerting.sources import MetricsSource
 from core.events import (
     BlobCreated,
     DatasetDriftDetected,
@@ -23,7 +25,8 @@ from core.events import (
     RunCompleted,
     RunStatusChanged,
 )
-from core.intake import EventHandler, Intake
+from core.feedback.quality import LiveQuality
+from core.intake import EventContext, EventHandler, Intake
 from core.ledger import Ledger
 from core.logs import configure
 from core.ml_platform import MLPlatform, ServingPlatform
@@ -35,6 +38,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.notify.outbox import Outbox
+    from core.publish.publisher import Publisher
 from core.sources import SourcePolicy
 
 
@@ -51,6 +55,8 @@ class Services:
     alerting: Alerting
     serving: ServingPlatform
     releases: Releases
+    publisher: Publisher | None  # our own events; None when no topic is configured
+    quality: LiveQuality | None
 
 
 def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobStore | None = None,
@@ -63,37 +69,83 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
     sources = SourcePolicy(settings.storage_event_sources, settings.ml_event_sources)
     configure(settings.log_level)
     platform = platform or _platform(settings, store, blobs)
-    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
-                            clock=clock, code_version=settings.code_version)
-    serving = serving or _serving(settings, blobs)
     alerting_ref: list[Alerting] = []  # releases raise incidents through alerting, which rolls releases back
+    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
+                            clock=clock, code_version=settings.code_version,
+                            incident=lambda *a: alerting_ref[0].incident(*a))  # failed jobs are incidents
+    serving = serving or _serving(settings, blobs)
     releases = Releases(ReleaseStore(store, settings.table_prefix), ledger, serving, settings.release_policies,
                         clock=clock, lease_seconds=settings.claim_lease_seconds,
                         incident=lambda *a: alerting_ref[0].incident(*a))
+    quality = LiveQuality(store, blobs, ledger, prefix=settings.table_prefix,
+                          labels_container=settings.labels_container, collect_container=settings.collect_container,
+                          lookback_hours=settings.labels_lookback_hours,
+                          window_hours=settings.live_quality_window_hours, clock=clock)
     handlers: dict[type[Event], EventHandler] = {
-        BlobCreated: retraining.on_blob_created, DatasetDriftDetected: retraining.on_drift,
+        BlobCreated: _blob_created(retraining, quality), DatasetDriftDetected: retraining.on_drift,
         RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event,
         ModelRegistered: releases.on_model_registered, ModelDeployed: releases.on_model_deployed}
     from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
     from core.notify.send import Sender
 
     outbox = Outbox(store, ledger, prefix=settings.table_prefix, routes=settings.notify_routes, clock=clock,
-                    send=Sender(timeout=10))  # the outbox's 60 s lease outlasts the 10 s timeout
-    alerting = Alerting(store, ledger, outbox, _metrics_source(settings), settings.alert_rules,
+                    send=Sender(timeout=10),  # the outbox's 60 s lease outlasts the 10 s timeout
+                    retention=timedelta(hours=settings.outbox_retention_hours))
+    alerting = Alerting(store, ledger, outbox, _metrics_source(settings, store, ledger, quality, releases),
+                        settings.alert_rules,
                         prefix=settings.table_prefix, clock=clock, retrain=retraining.request,
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
     alerting_ref.append(alerting)
+    publisher = _publisher(settings, store, ledger, clock)
     return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting, serving, releases)
+                    outbox, alerting, serving, releases, publisher, quality)
 
 
-def _metrics_source(settings: Settings) -> MetricsSource:
+def _blob_created(retraining: Retraining, quality: LiveQuality) -> EventHandler:
+    """New blobs: late labels go to live quality, everything else to retraining (which ignores what feeds no model)."""
+    def handle(event: Event, ctx: EventContext) -> Mapping[str, Any]:
+        return quality.on_labels(event, ctx) if quality.handles(event) else retraining.on_blob_created(event, ctx)
+
+    return handle
+
+
+def _publisher(settings: Settings, store: StateStore, ledger: Ledger, clock: Clock) -> Publisher | None:
+    """Our own events, read off the audit trail into an outbox of their own (core/publish)."""
+    if not settings.events_topic_endpoint:
+        return None
+    from core.adapters.eventgrid_publish import EventGridSend  # the SDK itself loads on the first publish
+    from core.notify.outbox import Outbox
+    from core.publish import publisher as pub
+
+    outbox = Outbox(store, ledger, prefix=pub.table_prefix(settings.table_prefix), clock=clock,
+                    routes=pub.topic_routes(settings.events_topic_endpoint, settings.events_topic_key),
+                    send=EventGridSend(settings.events_topic_endpoint, settings.events_topic_key, timeout=10),
+                    build=pub.build_request)
+    publisher = pub.Publisher(outbox, source=settings.events_source)
+    ledger.on_audit = publisher.observe
+    return publisher
+
+
+def _metrics_source(settings: Settings, store: StateStore, ledger: Ledger, quality: LiveQuality,
+                    releases: Releases) -> MetricsSource:
     if settings.alerts_source == "azure":
         from core.adapters.azure_monitor import AzureMonitorSource  # its SDKs load on the first query
 
         return AzureMonitorSource(metrics_endpoint=settings.alerts_metrics_endpoint,
                                   max_concurrency=settings.alerts_max_concurrency)
-    return MemorySource()
+    from core.adapters.local_metrics import FailedJobs, LocalSource, online_endpoint_metrics
+    from core.feedback.metrics import METRICS as LIVE_METRICS
+    from core.feedback.metrics import LiveQualitySource
+
+    def production(model: str) -> str | None:
+        return releases.store.facts(model).value.champion_version or None
+
+    live = LiveQualitySource(quality, settings.release_policies.keys() | settings.retrain_policies.keys(),
+                             production)
+    # metric name -> provider: another local metric is one more entry here
+    metrics = {**online_endpoint_metrics(settings.local_serving_url),
+               **dict.fromkeys(LIVE_METRICS, live.query_metrics)}
+    return LocalSource(metrics, [FailedJobs(store, ledger.audit_table)])
 
 
 def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlatform:

@@ -4,6 +4,10 @@ fields as Azure's (api, contentType, contentLength, blobType, url, sequencer, eT
 
 The event id is derived from the blob's name and ETag, so a watcher that restarts and sees
 the same blobs again publishes the same ids, which the app's ledger deduplicates.
+
+A container none of whose events any subscription would deliver (``routable`` says so, e.g. the
+collected inference data, which grows with every scoring request) is not listed at all: Event Grid
+would drop its events anyway, and listing it every half second would cost more as it grows.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
+
+from core.adapters.eventgrid_subscriptions import Subscription, route
 
 LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 STORAGE_TOPIC = (f"/subscriptions/{LOCAL_SUBSCRIPTION}/resourceGroups/local/providers/"
@@ -54,8 +60,9 @@ class BlobWatcher:
     """Polls the account; for each new (name, ETag) publishes one BlobCreated event."""
 
     def __init__(self, service: BlobServiceClient, publish: Callable[[list[dict[str, Any]]], Any], *,
-                 interval: float = 0.5) -> None:
+                 interval: float = 0.5, routable: Callable[[str], bool] | None = None) -> None:
         self._service = service
+        self._routable = routable or (lambda container: True)
         self._publish = publish
         self._interval = interval
         self._seen: dict[tuple[str, str], str] = {}
@@ -89,6 +96,8 @@ class BlobWatcher:
 
     def _new_events(self, containers: Iterable[Any]) -> Iterable[dict[str, Any]]:
         for container in containers:
+            if not self._routable(container["name"]):
+                continue
             client = self._service.get_container_client(container["name"])
             for blob in client.list_blobs():
                 key = (container["name"], blob.name)
@@ -100,3 +109,10 @@ class BlobWatcher:
                                          size=blob.size, content_type=blob.content_settings.content_type or "",
                                          url=client.get_blob_client(blob.name).url, sequence=self._sequence,
                                          when=blob.last_modified or datetime.now(timezone.utc))
+
+
+def routed_container(subscriptions: Sequence[Subscription], container: str) -> bool:
+    """Would any subscription deliver a BlobCreated of some blob in this container?"""
+    probe = blob_created_event(container=container, name="probe.csv", etag="0", size=0, content_type="",
+                               url="", sequence=0, when=datetime.now(timezone.utc))
+    return bool(route(subscriptions, [probe]))

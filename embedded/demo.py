@@ -6,11 +6,16 @@ platform; then:
      version 1 registered -> ModelRegistered arrives at ``on_model_registered``;
   2. releases version 1: QA deployment, smoke test, approval through ``reactor approve``,
      production (with production traffic flowing from then on);
+  2b. production requests are collected (Azure ML data collector layout); labels for some of
+     them arrive as a file -> the live RMSE and MAE of version 1 (shown in ``reactor status``);
   3. delivers an event again (Event Grid is at-least-once) -> recorded once;
   4. uploads a poor-quality batch -> the challenger loses -> the champion is kept;
   5. registers a broken version -> it fails its QA smoke test and never reaches production;
   6. registers a version that fails under load -> it passes QA, is approved, and its canary
      health check rolls it back automatically;
+  6b. injects errors into production traffic -> an alert rule on the endpoint's 5xx metric (local
+     metrics) pends, fires, notifies each receiver once, and resolves when the errors stop
+     (``embedded.demo_alerts``);
   7. an Azure Monitor alert (common alert schema) fires on the endpoint -> one grouped
      notification reaches the local Teams, Slack and PagerDuty receivers through the outbox;
      the alert resolves -> the resolve notifications follow;
@@ -30,6 +35,9 @@ from typing import Any
 
 import requests
 
+from embedded import demo_events
+from embedded.demo_alerts import ALERT_RULES, MetricAlert
+from embedded.demo_feedback import Feedback
 from embedded.demo_release import RELEASE_POLICY, Releases
 
 T0 = time.monotonic()
@@ -44,7 +52,7 @@ DEMO_SETTINGS = {
     "REACTOR_RELEASE_TICK_SCHEDULE": "*/1 * * * * *",
     "REACTOR_ML_PLATFORM": "local",
     "REACTOR_LOG_LEVEL": "WARNING",
-    "REACTOR_ALERT_RULES": json.dumps({"group_by": ["endpoint"], "group_wait": "1s", "group_interval": "2s"}),
+    "REACTOR_ALERT_RULES": json.dumps(ALERT_RULES),
     "REACTOR_ALERTS_TICK_SCHEDULE": "*/1 * * * * *",
     "REACTOR_OUTBOX_DRAIN_SCHEDULE": "*/1 * * * * *",
     "REACTOR_NOTIFY_ROUTES": json.dumps({"default": "ml-teams", "receivers": {
@@ -199,15 +207,18 @@ def run() -> None:
                "REACTOR_NOTIFY_SECRET_ONCALL": "demo-routing-key"}
     routes = json.loads(DEMO_SETTINGS["REACTOR_NOTIFY_ROUTES"])
     routes["receivers"]["oncall"]["url"] = f"{receiver.url}/pagerduty/v2/enqueue"
+    events = demo_events.Subscriber().start()  # our own events: the local topic delivers them there
+    secrets.update(events.settings())
     for key, value in {**DEMO_SETTINGS, **secrets, "REACTOR_NOTIFY_ROUTES": json.dumps(routes)}.items():
         os.environ.setdefault(key, value)
     try:
-        _run_stack(receiver)
+        _run_stack(receiver, events)
     finally:
         receiver.stop()
+        events.stop()
 
 
-def _run_stack(receiver: Any) -> None:
+def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from core.bootstrap import build
@@ -235,10 +246,13 @@ def _run_stack(receiver: Any) -> None:
                 took = releases.first(holdout)
                 say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
                     f"(release alone {took:.1f} s)")
+                events.show_promoted(say)
+                Feedback(services, blobs, say, holdout).late_labels("1")
                 demo.redelivery()
                 demo.poor_batch()
                 releases.broken()
                 releases.degrading()
+                MetricAlert(services, receiver, say, wait_for).run()
             finally:
                 releases.stop()
             demo.alert_round_trip(receiver)

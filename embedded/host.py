@@ -5,6 +5,7 @@
     *    /api/<route>                                    HTTP functions, auth level enforced by key
     POST /admin/functions/NAME                           run a non-HTTP function by hand (master key)
     GET  /admin/host/ping, /admin/host/status            liveness / what is loaded
+    POST /eventgrid/api/events                           the local custom topic (embedded/topic.py)
 
 A malformed request gets 400 with a JSON problem body. A 500 means a function raised,
 which the real host answers the same way (and Event Grid then retries).
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import azure.functions as func
@@ -30,6 +31,9 @@ from azure.functions.timer import TimerRequest
 from core.admin.auth import KEY_NAME
 from embedded.function_index import FunctionIndex, IndexedFunction
 from embedded.keys import HostKeys
+
+if TYPE_CHECKING:
+    from embedded.topic import LocalTopic
 
 MAX_BODY = 100 * 1024 * 1024  # the Functions host's default request size limit
 CLOUDEVENTS_TYPES = ("application/cloudevents+json", "application/cloudevents-batch+json")
@@ -65,9 +69,11 @@ def decode_event(item: Any, index: int) -> Any:
 
 
 class LocalHost:
-    def __init__(self, app: func.FunctionApp, keys: HostKeys, workers: int = 32) -> None:
+    def __init__(self, app: func.FunctionApp, keys: HostKeys, workers: int = 32,
+                 topic: LocalTopic | None = None) -> None:
         self.index = FunctionIndex(app)
         self.keys = keys
+        self.topic = topic  # our own events' custom topic, when LOCAL_TOPIC_KEY is set
         # The Event Grid extension starts one invocation per event of a delivery and awaits them
         # all; the Python worker runs them on its thread pool. So does this host.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invocation")
@@ -228,6 +234,9 @@ class _Handler(BaseHTTPRequestHandler):
             answer = host.eventgrid(query.get("functionName", ""), self.headers.get("aeg-event-type", ""),
                                     self.headers.get("Content-Type", ""), body)
             return (200, _dump(answer), "application/json", {}) if answer else (202, b"", "text/plain", {})
+        if host.topic is not None and path == host.topic.path and self.command == "POST":
+            host.topic.publish({k.lower(): v for k, v in self.headers.items()}, query, body)
+            return 200, b"", "application/json", {}  # Event Grid answers 200 with no body
         if path.startswith("/api/"):
             headers = {k.lower(): v for k, v in self.headers.items()}
             resp = host.http(self.command, path[len("/api/"):], f"http://{self.headers.get('Host', '')}{self.path}",

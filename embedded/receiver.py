@@ -9,6 +9,8 @@ and the demo can watch the outbox retry. Paths (anything after the first segment
 
     POST /teams/<any>          POST /slack/<any>          POST /webhook/<any>
     POST /pagerduty/v2/enqueue POST /opsgenie/v2/alerts   POST /opsgenie/v2/alerts/<alias>/close
+    OPTIONS|POST /cloudevents/<any>   a subscriber of our own events (the local topic delivers there):
+                                      the abuse-protection handshake, then CloudEvents 1.0 (structured)
 
     python -m embedded.receiver --port 8099
 """
@@ -154,9 +156,17 @@ def check_webhook(body: Mapping[str, Any], size: int, headers: Mapping[str, str]
     return [f"{k} is required" for k in ("version", "id", "kind", "severity", "title") if not body.get(k)]
 
 
+def check_cloudevent(body: Mapping[str, Any], size: int, headers: Mapping[str, str], path: str) -> list[str]:
+    from core.publish.cloudevent import problems
+
+    media = headers.get("content-type", "").split(";")[0].strip()
+    return [*([] if media == "application/cloudevents+json" else [f"Content-Type {media!r} is not "
+                                                                  "application/cloudevents+json"]), *problems(body)]
+
+
 Check = Callable[[Mapping[str, Any], int, Mapping[str, str], str], list[str]]
 CHECKS: dict[str, Check] = {"teams": check_teams, "slack": check_slack, "pagerduty": check_pagerduty,
-                            "opsgenie": check_opsgenie, "webhook": check_webhook}
+                            "opsgenie": check_opsgenie, "webhook": check_webhook, "cloudevents": check_cloudevent}
 
 
 # -- what a person sees ------------------------------------------------------------------------
@@ -173,6 +183,8 @@ def describe(kind: str, body: Mapping[str, Any], path: str) -> str:
         return f"[opsgenie] close {path.split('/')[-2]}"
     if kind == "opsgenie":
         return f"[opsgenie] {body.get('priority', 'P3')} {body['message']}"
+    if kind == "cloudevents":
+        return f"[cloudevents] {body['type']} {body.get('subject', '')} (id {body['id']})"
     return f"[webhook] {body.get('headline') or body.get('title')}"
 
 
@@ -271,6 +283,18 @@ def _handler(receiver: LocalReceiver) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
             self._reply(*receiver.handle(kind, self.path, headers, raw))
+
+        def do_OPTIONS(self) -> None:
+            """CloudEvents webhook abuse protection: allow the origin that asks (Event Grid's)."""
+            if self.path.strip("/").split("/")[0] != "cloudevents":
+                self._reply(404, {"errors": ["only /cloudevents answers the handshake"]}, "")
+                return
+            self.send_response(200)
+            self.send_header("WebHook-Allowed-Origin", self.headers.get("WebHook-Request-Origin", ""))
+            self.send_header("WebHook-Allowed-Rate", "*")
+            self.send_header("Allow", "POST, OPTIONS")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _reply(self, status: int, body: Any, retry_after: str) -> None:
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()

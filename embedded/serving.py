@@ -13,12 +13,14 @@ host (``REACTOR_LOCAL_EVENTGRID_URL``), as Azure ML's Event Grid topic would sen
 Settings come from the environment as the app reads them (``core.settings``): the storage
 (``REACTOR_STORAGE_CONNECTION``) holds the model files (``{prefix}-models``) and the desired state
 (``{prefix}mlserving``, see ``serving_store``), so a restarted control plane restores its endpoints
-on the same ports and restarts their deployments. When listening it prints ``{"url": ...}`` as one
-JSON line on stdout. SIGTERM or Ctrl-C stops the children it started.
+on the same ports and restarts their deployments. Every scoring request is collected as Azure ML's data
+collector would (``serving_collect``) into ``REACTOR_COLLECT_CONTAINER``; stopping flushes what is
+buffered. When listening it prints ``{"url": ...}`` as one JSON line on stdout. SIGTERM or Ctrl-C
+stops the children it started.
 
 HTTP API (JSON; errors are ``{"error": "..."}`` with a 4xx status, never a 500 for bad input):
 
-    GET    /                                          {"status": "ok"}
+    GET    /                                          {"status": "ok", "endpoints": n, "collector": counts}
     GET    /endpoints                                 {"value": [endpoint, ...]}
     PUT    /endpoints/{e}                             {"tags": {}}  get-or-create (201 when created)
     GET    /endpoints/{e}                             endpoint | 404
@@ -31,6 +33,12 @@ HTTP API (JSON; errors are ``{"error": "..."}`` with a 4xx status, never a 500 f
     PATCH  /endpoints/{e}/deployments/{d}             {"instance_count": n}  scale (0 stops the process)
     DELETE /endpoints/{e}/deployments/{d}             204; 409 while it has traffic or mirror traffic
     GET    /endpoints/{e}/deployments/{d}/health?since=ISO   {"requests", "errors", "p95_ms", "window_seconds"}
+    PUT    /endpoints/{e}/deployments/{d}/fault       {"fault": "error" | "error-percent:N" | "slow:MS" | ""}
+                                                      local only: inject errors or latency (serving_faults)
+    POST   /metrics/query                             {"queries": [{"endpoint", "metric", "aggregation", "start",
+                                                       "end", "dimensions"?}]} -> {"values": [v | null],
+                                                       "errors": [text | null]}: the endpoints' Azure Monitor
+                                                      metrics over each window (serving_metrics)
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from embedded.serving_api import ApiError, ControlPlane, ModelFiles, parse_since
+from embedded.serving_collect import Collector
 from embedded.serving_replica import terminate, wait_for_line
 from embedded.serving_store import ServingStore
 from ml.serve import exit_with_parent
@@ -108,9 +117,14 @@ def _health(c: Call) -> tuple[int, Any]:
     return 200, c.plane.health(c.params[0], c.params[1], parse_since(c.query.get("since", [""])[-1]))
 
 
+def _put_fault(c: Call) -> tuple[int, Any]:
+    return 200, c.plane.set_fault(c.params[0], c.params[1], c.body)
+
+
 _SEGMENT = "([^/]+)"
 _TABLE: list[tuple[str, str, Handler]] = [
-    ("GET", "/", lambda c: (200, {"status": "ok", "endpoints": len(c.plane.list_endpoints())})),
+    ("GET", "/", lambda c: (200, {"status": "ok", "endpoints": len(c.plane.list_endpoints()),
+                                  "collector": c.plane.collector.snapshot() if c.plane.collector else None})),
     ("GET", "/endpoints", lambda c: (200, {"value": c.plane.list_endpoints()})),
     ("PUT", "/endpoints/{}", _put_endpoint),
     ("GET", "/endpoints/{}", lambda c: (200, c.plane.get_endpoint(c.params[0]))),
@@ -121,6 +135,8 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("PATCH", "/endpoints/{}/deployments/{}", _patch_deployment),
     ("DELETE", "/endpoints/{}/deployments/{}", _delete_deployment),
     ("GET", "/endpoints/{}/deployments/{}/health", _health),
+    ("PUT", "/endpoints/{}/deployments/{}/fault", _put_fault),
+    ("POST", "/metrics/query", lambda c: (200, c.plane.query_metrics(c.body))),
 ]
 ROUTES = [(method, re.compile(f"^{path.replace('{}', _SEGMENT)}$"), handler) for method, path, handler in _TABLE]
 
@@ -216,7 +232,7 @@ def build(env: Mapping[str, str], workdir: Path) -> ControlPlane:
     """The control plane on the storage and event destination the app's settings name."""
     from core.adapters.blob_store import AzureBlobStore
     from core.adapters.local_eventgrid import EventGridEmulator
-    from core.adapters.local_ml import models_container
+    from core.adapters.local_ml import ML_TOPIC, models_container
     from core.adapters.table_store import TableStateStore
     from core.settings import Settings
 
@@ -224,8 +240,11 @@ def build(env: Mapping[str, str], workdir: Path) -> ControlPlane:
     store = TableStateStore.from_connection(settings.storage_connection, settings.storage_account)
     blobs = AzureBlobStore.from_connection(settings.storage_connection, settings.storage_account)
     files = ModelFiles(blobs, models_container(settings.table_prefix))
+    collector = Collector(blobs, settings.collect_container, workspace=ML_TOPIC, features=files.features,
+                          batch=settings.local_collect_batch, flush_seconds=settings.local_collect_flush_seconds,
+                          buffer=settings.local_collect_buffer)
     return ControlPlane(ServingStore(store, settings.table_prefix), files,
-                        EventGridEmulator(settings.local_eventgrid_url).publish, workdir)
+                        EventGridEmulator(settings.local_eventgrid_url).publish, workdir, collector=collector)
 
 
 def _parser() -> argparse.ArgumentParser:

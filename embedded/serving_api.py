@@ -28,15 +28,20 @@ from typing import Any
 from core.adapters.local_ml import ML_TOPIC
 from core.logs import get_logger, log
 from core.ports import BlobStore, Clock, utcnow
+from embedded.serving_collect import Collector
+from embedded.serving_faults import parse_fault
+from embedded.serving_metrics import Buckets, bucketize, parse_query, value
 from embedded.serving_replica import Replica
 from embedded.serving_router import Router, Routes
 from embedded.serving_store import DeploymentRecord, EndpointRecord, ServingStore
 
 MODEL_DEPLOYED = "Microsoft.MachineLearningServices.ModelDeployed"
+CARD_FILE = "model.json"  # ml.model_io.CARD_FILE, written by ml.train next to the model
 TAG_DEPLOYMENT = "reactor_deployment"  # added to ServiceTags: which deployment of the endpoint was deployed
 MAX_INSTANCES = 20
 MAX_MIRROR = 50  # percent, Azure's limit
 MAX_MAP = 50  # entries in tags or environment
+MAX_QUERIES = 500  # metric queries per call
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")  # Azure: 3-32 characters, letter first
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -82,11 +87,18 @@ class ModelFiles:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(self.blobs.get(self.container, name))
 
+    def features(self, model: str, version: str) -> tuple[str, ...]:
+        """The feature names of a version, in its model's order, from its model card (``model.json``)."""
+        card = json.loads(self.blobs.get(self.container, f"{model}/{int(version)}/{CARD_FILE}"))
+        names = card.get("features") if isinstance(card, dict) else None
+        return tuple(str(n) for n in names) if isinstance(names, list) else ()
+
 
 class ControlPlane:
     def __init__(self, store: ServingStore, files: ModelFiles, publish: Publish, workdir: Path, *,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, collector: Collector | None = None) -> None:
         self._store = store
+        self.collector = collector
         self._files = files
         self._publish = publish
         self._workdir = workdir
@@ -120,6 +132,8 @@ class ControlPlane:
                 list(pool.map(Replica.stop, replicas))
         for router in routers:
             router.stop()
+        if self.collector is not None:  # after the routers: nothing more arrives, everything buffered is written
+            self.collector.close()
 
     # -- endpoints ---------------------------------------------------------------------------------
     def ensure_endpoint(self, name: str, tags: Any) -> tuple[bool, dict[str, Any]]:
@@ -127,7 +141,7 @@ class ControlPlane:
         with self._lock:
             if name in self._endpoints:
                 return False, self._endpoint_json(name)
-            router = Router(name).start()
+            router = Router(name, collector=self.collector).start()
             try:
                 self._store.save_endpoint(EndpointRecord(name, tags, port=router.port))
             except Exception:
@@ -235,6 +249,49 @@ class ControlPlane:
             router = self._routers[record.endpoint]
         return router.metrics.health(record.name, since).as_json()
 
+    def set_fault(self, endpoint: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A local-only test hook (``serving_faults``): make a running deployment's traffic fail or slow."""
+        text = body.get("fault")
+        if set(body) != {"fault"} or not isinstance(text, str):
+            raise ApiError(400, 'body must be {"fault": "error" | "error-percent:N" | "slow:MS" | ""}')
+        try:
+            fault = parse_fault(text)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        with self._lock:
+            record = self._deployment(endpoint, name)
+            self._routers[record.endpoint].set_fault(record.name, fault)
+        log(_log, logging.WARNING if fault else logging.INFO, "fault set" if fault else "fault cleared",
+            endpoint=record.endpoint, deployment=record.name, fault=text)
+        return {"endpoint": record.endpoint, "deployment": record.name, "fault": text.strip()}
+
+    def query_metrics(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Azure Monitor's answer for each query (``serving_metrics``): a value, or None and an error.
+        An endpoint that does not exist has no data (None, no error), as a deleted resource has none."""
+        queries = body.get("queries")
+        if set(body) != {"queries"} or not isinstance(queries, list) or len(queries) > MAX_QUERIES:
+            raise ApiError(400, f'body must be {{"queries": [...]}} with at most {MAX_QUERIES} queries')
+        values: list[float | None] = []
+        errors: list[str | None] = []
+        windows: dict[tuple[str, datetime, datetime], Buckets | None] = {}  # the rules of a tick share windows
+        for raw in queries:
+            try:
+                query = parse_query(raw)
+            except ValueError as exc:
+                values.append(None)
+                errors.append(str(exc))
+                continue
+            key = (query.endpoint, query.start, query.end)
+            if key not in windows:
+                with self._lock:
+                    router = self._routers.get(query.endpoint)
+                windows[key] = None if router is None else bucketize(router.metrics.window(query.start, query.end),
+                                                                     query.start, query.end)
+            found = windows[key]
+            values.append(None if found is None else value(query, found))
+            errors.append(None)
+        return {"values": values, "errors": errors}
+
     # -- replicas ----------------------------------------------------------------------------------
     def _start(self, record: DeploymentRecord) -> None:
         key = (record.endpoint, record.name)
@@ -318,7 +375,7 @@ class ControlPlane:
         return record
 
     def _open_endpoint(self, record: EndpointRecord) -> None:
-        router = Router(record.name, record.port).start()
+        router = Router(record.name, record.port, self.collector).start()
         self._routers[record.name] = router
         self._endpoints[record.name] = record
         if router.port != record.port:
@@ -329,9 +386,10 @@ class ControlPlane:
     def _refresh(self, endpoint: str) -> None:
         """Hand the router the current traffic and where each deployment listens."""
         record = self._endpoints[endpoint]
-        upstreams = {name: self._port(e, name) for (e, name), d in self._deployments.items()
-                     if e == endpoint and not d.deleted}
-        self._routers[endpoint].update(Routes(dict(record.traffic), dict(record.mirror), upstreams))
+        live = {name: d for (e, name), d in self._deployments.items() if e == endpoint and not d.deleted}
+        upstreams = {name: self._port(endpoint, name) for name in live}
+        models = {name: (d.model_name, d.model_version) for name, d in live.items()}
+        self._routers[endpoint].update(Routes(dict(record.traffic), dict(record.mirror), upstreams, models))
 
     def _port(self, endpoint: str, name: str) -> int:
         replica = self._replicas.get((endpoint, name))

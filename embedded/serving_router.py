@@ -11,28 +11,46 @@ over any 100 requests a 90/10 split is exactly 90/10, so a canary sees its share
 requests and a test can check it without statistics. The mirror share is counted the same way.
 
 Every request a deployment served (live or mirrored) is recorded with its time, status and latency
-for ``health``; an error is a 5xx answer or a failed connection (recorded as status 0).
+for ``health`` and for the endpoint's metrics (``serving_metrics``); an error is a 5xx answer or a
+failed connection (recorded as status 0). A fault set on a deployment (``serving_faults``) is applied
+here, before forwarding, and recorded like any answer.
+
+Each request has an id: the caller's ``x-request-id`` (or ``x-ms-client-request-id``) when it sends a
+valid one, else a new UUID; the answer carries it in ``x-request-id`` (and echoes
+``x-ms-client-request-id``), as Azure's endpoints do. With a ``Collector``, every live request a
+deployment answered is handed to it (inputs, answer, model version, latency, status, request id) for
+inference data collection (``serving_collect``); mirrored copies are not collected, because their
+answers never reach a caller.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
+import re
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import urllib3
 
 from core.logs import get_logger, log
+from embedded.serving_collect import Collector, Scored
+from embedded.serving_faults import Fault
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
+REQUEST_ID_HEADERS = ("x-request-id", "x-ms-client-request-id")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_BODY = 16 * 1024 * 1024
 REQUEST_TIMEOUT = 60.0  # seconds a deployment may take to answer (Azure's request_timeout_ms, raised)
 MAX_SAMPLES = 200_000  # requests kept per deployment for health; older ones are dropped
@@ -48,6 +66,7 @@ class Routes:
     traffic: Mapping[str, int] = field(default_factory=dict)
     mirror: Mapping[str, int] = field(default_factory=dict)
     upstreams: Mapping[str, int] = field(default_factory=dict)  # deployment -> port; 0 = not running
+    models: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # deployment -> (model, version)
 
 
 @dataclass(frozen=True)
@@ -69,10 +88,11 @@ class Metrics:
         self._samples: dict[str, deque[tuple[datetime, int, float]]] = {}
         self._lock = threading.Lock()
 
-    def record(self, deployment: str, status: int, latency_ms: float) -> None:
+    def record(self, deployment: str, status: int, latency_ms: float, at: datetime | None = None) -> None:
+        """``at`` (default: now) must not go back in time: the window search relies on the order."""
         with self._lock:
             samples = self._samples.setdefault(deployment, deque(maxlen=MAX_SAMPLES))
-            samples.append((datetime.now(UTC), status, latency_ms))
+            samples.append((at or datetime.now(UTC), status, latency_ms))
 
     def health(self, deployment: str, since: datetime) -> Health:
         with self._lock:
@@ -85,6 +105,16 @@ class Metrics:
     def forget(self, deployment: str) -> None:
         with self._lock:
             self._samples.pop(deployment, None)
+
+    def window(self, start: datetime, end: datetime) -> dict[str, list[tuple[datetime, int, float]]]:
+        """Per deployment, the samples from ``start`` (inclusive) to ``end`` (exclusive). Samples are
+        appended in time order, so the window is found by bisection, not by a scan of all of them."""
+        with self._lock:
+            found = {}
+            for name, samples in self._samples.items():
+                first = bisect.bisect_left(samples, start, key=lambda s: s[0])
+                found[name] = [s for s in itertools.islice(samples, first, None) if s[0] < end]
+            return found
 
 
 def _p95(latencies: list[float]) -> float | None:
@@ -134,15 +164,19 @@ class Answer:
     body: bytes
     deployment: str = ""
     content_type: str = "application/json"
+    upstream: bool = False  # the deployment itself answered (not the router on its behalf)
+    latency_ms: float = 0.0
 
 
 class Router:
     """One endpoint's scoring URI: a threaded HTTP server on 127.0.0.1."""
 
-    def __init__(self, endpoint: str, port: int = 0) -> None:
+    def __init__(self, endpoint: str, port: int = 0, collector: Collector | None = None) -> None:
         self.endpoint = endpoint
+        self.collector = collector
         self.metrics = Metrics()
         self._routes = Routes()
+        self._faults: dict[str, Fault] = {}
         self._shares = _Shares()
         self._http = urllib3.PoolManager(num_pools=32, maxsize=16, retries=False)
         self._mirrors = ThreadPoolExecutor(MIRROR_WORKERS, thread_name_prefix=f"mirror-{endpoint}")
@@ -170,9 +204,14 @@ class Router:
     def update(self, routes: Routes) -> None:
         self._routes = routes  # one reference swap: a request sees the old routes or the new ones
 
+    def set_fault(self, deployment: str, fault: Fault | None) -> None:
+        faults = {k: v for k, v in self._faults.items() if k != deployment}
+        self._faults = {**faults, deployment: fault} if fault is not None else faults  # one swap, as routes
+
     # -- one request ---------------------------------------------------------------------------
-    def score(self, body: bytes, content_type: str, named: str) -> Answer:
+    def score(self, body: bytes, content_type: str, named: str, request_id: str = "") -> Answer:
         routes = self._routes
+        when = datetime.now(UTC)
         target = named.strip().lower() if named else self._shares.pick(routes.traffic)
         if target is None:
             return _error(503, f"endpoint {self.endpoint} has no traffic: no deployment receives requests")
@@ -180,7 +219,12 @@ class Router:
             return _error(404, f"endpoint {self.endpoint} has no deployment named {target!r}")
         if not named:
             self._mirror(routes, body, content_type)
-        return self._forward(target, routes.upstreams[target], body, content_type)
+        answer = self._forward(target, routes.upstreams[target], body, content_type)
+        if self.collector is not None and answer.upstream:
+            model, version = routes.models.get(target, ("", ""))
+            self.collector.record(Scored(request_id or str(uuid.uuid4()), self.endpoint, target, model, version,
+                                         when, body, answer.status, answer.body, answer.latency_ms))
+        return answer
 
     def _mirror(self, routes: Routes, body: bytes, content_type: str) -> None:
         for name, percent in routes.mirror.items():
@@ -202,6 +246,12 @@ class Router:
             self.metrics.record(name, 0, 0.0)
             return _error(503, f"deployment {name} of endpoint {self.endpoint} is not running", name)
         started = time.perf_counter()
+        fault = self._faults.get(name)
+        if fault is not None:
+            time.sleep(fault.slow_ms / 1000)
+            if fault.fails_now():
+                self.metrics.record(name, 500, _ms_since(started))
+                return _error(500, f"injected fault on deployment {name}: {fault.text}", name)
         try:
             response = self._http.request("POST", f"http://127.0.0.1:{port}/score", body=body,
                                           headers={"Content-Type": content_type or "application/json"},
@@ -212,9 +262,10 @@ class Router:
         except urllib3.exceptions.HTTPError as exc:
             self.metrics.record(name, 0, _ms_since(started))
             return _error(502, f"deployment {name} could not be reached: {type(exc).__name__}", name)
-        self.metrics.record(name, response.status, _ms_since(started))
+        latency = _ms_since(started)
+        self.metrics.record(name, response.status, latency)
         return Answer(response.status, response.data, name,
-                      response.headers.get("Content-Type", "application/json"))
+                      response.headers.get("Content-Type", "application/json"), True, latency)
 
 
 def _ms_since(started: float) -> float:
@@ -231,8 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
     # headers and body leave in two writes; with Nagle on, the body waits for the client's delayed ACK (40 ms)
     disable_nagle_algorithm = True
     router: Router  # set on the subclass each router builds
+    _request_id = ""
 
     def do_POST(self) -> None:
+        self._request_id, problem = request_id(self.headers)
         length = _length(self.headers.get("Content-Length"))
         if self.path.split("?", 1)[0] != "/score" or length is None:
             self.close_connection = True  # the body is left unread
@@ -240,10 +293,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_error(status, "POST /score with a Content-Length up to 16 MiB is the only route"))
             return
         body = self.rfile.read(length)
-        answer = self.router.score(body, self.headers.get("Content-Type", ""), self.headers.get(DEPLOYMENT_HEADER, ""))
+        if problem:
+            self._send(_error(400, problem))
+            return
+        answer = self.router.score(body, self.headers.get("Content-Type", ""), self.headers.get(DEPLOYMENT_HEADER, ""),
+                                   self._request_id)
         self._send(answer)
 
     def do_GET(self) -> None:
+        self._request_id = ""
         self._send(_error(404, "POST /score is the only route") if self.path.split("?", 1)[0] != "/"
                    else Answer(200, json.dumps({"endpoint": self.router.endpoint}).encode()))
 
@@ -253,11 +311,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(answer.body)))
         if answer.deployment:
             self.send_header(DEPLOYMENT_HEADER, answer.deployment)
+        if self._request_id:
+            self.send_header("x-request-id", self._request_id)
+        client_id = self.headers.get("x-ms-client-request-id", "")
+        if client_id and _REQUEST_ID.match(client_id):
+            self.send_header("x-ms-client-request-id", client_id)
         self.end_headers()
         self.wfile.write(answer.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # request counts live in Metrics; one log line per scoring request would be noise
+
+
+def request_id(headers: Message) -> tuple[str, str]:
+    """(the request's id, "") -- the caller's when valid, else a new one; or ("", why it is refused)."""
+    for name in REQUEST_ID_HEADERS:
+        given = headers.get(name)
+        if given is not None:
+            if not _REQUEST_ID.match(given):
+                return "", f"{name} must be 1-128 letters, digits or . _ : - (got {given[:40]!r})"
+            return given, ""
+    return str(uuid.uuid4()), ""
 
 
 def _length(header: str | None) -> int | None:

@@ -18,12 +18,16 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from core.errors import SettingsError
 from core.settings import Settings
 from embedded import local_settings
 from embedded.azurite import Azurite
 from embedded.keys import HostKeys
+
+if TYPE_CHECKING:
+    from embedded.topic import LocalTopic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +55,7 @@ class Stack:
             os.environ["REACTOR_STORAGE_CONNECTION"] = self.azurite.connection_string
         # The local ML platform delivers its events to this host, wherever it listens.
         os.environ["REACTOR_LOCAL_EVENTGRID_URL"] = f"http://127.0.0.1:{self.port}"
+        self._point_events_at_local_topic()
         if self.serve:
             self._start_serving()
         self._start_host()
@@ -72,7 +77,7 @@ class Stack:
         from embedded.host import HostServer, LocalHost
         from embedded.timers import TimerScheduler
 
-        host = LocalHost(function_app.app, HostKeys.from_env(os.environ))
+        host = LocalHost(function_app.app, HostKeys.from_env(os.environ), topic=self._start_topic())
         self.server = HostServer(host, port=self.port).start()
         self._stoppers.append(self.server)
         self.eventgrid = EventGridEmulator(self.server.url)
@@ -81,13 +86,31 @@ class Stack:
         if self.watch:
             self._stoppers.append(self._start_watcher())
 
+    def _point_events_at_local_topic(self) -> None:
+        """Our own events go to this host's topic when the endpoint is a loopback one, wherever it listens."""
+        from embedded.topic import point_at
+
+        endpoint = os.environ.get("REACTOR_EVENTS_TOPIC_ENDPOINT", "")
+        if endpoint:
+            os.environ["REACTOR_EVENTS_TOPIC_ENDPOINT"] = point_at(endpoint, self.port)
+
+    def _start_topic(self) -> LocalTopic | None:
+        from embedded.topic import LocalTopic
+
+        topic = LocalTopic.from_env(os.environ)
+        if topic is not None:
+            self._stoppers.append(topic.start())
+        self.topic = topic
+        return topic
+
     def _start_watcher(self) -> object:
         from azure.storage.blob import BlobServiceClient
 
-        from embedded.blob_events import BlobWatcher
+        from embedded.blob_events import BlobWatcher, routed_container
 
         service = BlobServiceClient.from_connection_string(os.environ["REACTOR_STORAGE_CONNECTION"])
-        return BlobWatcher(service, self.eventgrid.publish, interval=self.watch_interval).start()
+        return BlobWatcher(service, self.eventgrid.publish, interval=self.watch_interval,
+                           routable=lambda c: routed_container(self.eventgrid.subscriptions, c)).start()
 
     @property
     def url(self) -> str:

@@ -56,7 +56,7 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
 
     s = bootstrap.services
     return guarded(req, "status", lambda _: ok(status.status(s().ledger, s().retraining, s().platform, s().releases,
-                                                             s().alerting, s().outbox)))
+                                                             s().alerting, s().outbox, s().quality)))
 
 
 @bp.function_name("admin_audit")

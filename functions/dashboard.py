@@ -16,7 +16,8 @@ def _page(_: Principal) -> func.HttpResponse:
 
     s = bootstrap.services()
     recent = audit.query(s.ledger, audit.AuditQuery({}, limit=50))
-    html = page.render(status.status(s.ledger, s.retraining, s.platform, s.releases, s.alerting, s.outbox), recent,
+    html = page.render(status.status(s.ledger, s.retraining, s.platform, s.releases, s.alerting, s.outbox,
+                                     s.quality), recent,
                        deadletters.listing(s.ledger, {}), [r.view() for r in s.releases.find()])
     return func.HttpResponse(html, status_code=200, mimetype="text/html", charset="utf-8",
                              headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",

@@ -5,6 +5,7 @@
 //   data storage account --BlobCreated--> Event Grid system topic --webhook--> Function App
 //   Azure ML workspace  --Model*/Run*/Drift--> Event Grid system topic --webhook--> Function App
 //   undeliverable events --> dead-letter container (written with each system topic's identity)
+//   Function App --our own CloudEvents (managed identity)--> custom topic <appName>-events --> your subscribers
 //
 // First deployment: pass deployEventSubscriptions=false, publish the code, then deploy again with
 // true (the Event Grid extension key the subscriptions use exists only once the code runs). The
@@ -87,6 +88,26 @@ param tablePrefix string = 'reactor'
 @maxLength(63)
 param dataContainerName string = 'data'
 
+@description('REACTOR_COLLECT_CONTAINER: blob container of the collected inference data (the deployments\' data_collector writes it through a datastore; see docs/deploy.md). Excluded from BlobCreated routing by name in infra/event-subscriptions.json.')
+@minLength(3)
+@maxLength(63)
+param collectContainerName string = 'inference-data'
+
+@description('REACTOR_LABELS_CONTAINER: blob container where late labels land (CSV or JSON lines: request_id, observed).')
+@minLength(3)
+@maxLength(63)
+param labelsContainerName string = 'labels'
+
+@description('REACTOR_LABELS_LOOKBACK_HOURS: how far back a labels file\'s request ids are looked up in the collected data.')
+@minValue(1)
+@maxValue(2160)
+param labelsLookbackHours int = 24
+
+@description('REACTOR_LIVE_QUALITY_WINDOW_HOURS: the window of the live RMSE and MAE in the status.')
+@minValue(1)
+@maxValue(2160)
+param liveQualityWindowHours int = 24
+
 @description('REACTOR_CLAIM_LEASE_SECONDS: how long an event claim protects in-flight work.')
 @minValue(5)
 @maxValue(86400)
@@ -118,6 +139,11 @@ param notifyRoutes object = {}
 
 @description('REACTOR_OUTBOX_DRAIN_SCHEDULE: NCRONTAB of the timer that delivers stored notifications.')
 param outboxDrainSchedule string = '*/30 * * * * *'
+
+@description('REACTOR_OUTBOX_RETENTION_HOURS: hours delivered and rejected notifications stay in the outbox.')
+@minValue(1)
+@maxValue(8760)
+param outboxRetentionHours int = 168
 
 @description('REACTOR_ALERT_RULES: alert rules and routing (see local.settings.sample.json). Empty: none; Azure Monitor alerts posted to the app are still handled.')
 param alertRules object = {}
@@ -221,7 +247,7 @@ module runtimeStorage 'modules/storage.bicep' = {
 }
 
 // The app's storage: ledger tables (created by the app), training data, internal blobs, and the
-// Event Grid dead letters. Every container but the data container is excluded from BlobCreated
+// Event Grid dead letters. Every container but the data and labels containers is excluded from BlobCreated
 // routing by the subscription filters (tests/infra checks it with the app's own router).
 module dataStorage 'modules/storage.bicep' = {
   name: 'data-storage'
@@ -234,6 +260,8 @@ module dataStorage 'modules/storage.bicep' = {
       dataContainerName
       internalContainerName
       deadLetterContainerName
+      collectContainerName
+      labelsContainerName
     ]
     softDeleteRetentionDays: softDeleteRetentionDays
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
@@ -298,6 +326,17 @@ module roles 'modules/roles.bicep' = {
   ]
 }
 
+// Our own events (CloudEvents 1.0): the app publishes its decisions here with its identity.
+module eventsTopic 'modules/events-topic.bicep' = {
+  name: 'events-topic'
+  params: {
+    name: '${appName}-events'
+    location: location
+    tags: allTags
+    functionPrincipalId: functionApp.outputs.principalId
+  }
+}
+
 module mlAccess 'modules/ml-access.bicep' = {
   name: 'ml-access-${appName}'
   scope: resourceGroup(mlWorkspaceResourceGroup)
@@ -328,6 +367,7 @@ var reactorSettings = {
   REACTOR_CODE_VERSION: codeVersion
   REACTOR_NOTIFY_ROUTES: string(notifyRoutes)
   REACTOR_OUTBOX_DRAIN_SCHEDULE: outboxDrainSchedule
+  REACTOR_OUTBOX_RETENTION_HOURS: string(outboxRetentionHours)
   REACTOR_ALERT_RULES: string(alertRules)
   REACTOR_ALERTS_TICK_SCHEDULE: alertsTickSchedule
   // Rule values come from Azure Monitor in the region of the deployment.
@@ -346,6 +386,15 @@ var reactorSettings = {
   REACTOR_AML_COMPUTE: amlComputeName
   REACTOR_AML_EXPERIMENT: amlExperimentName
   REACTOR_AML_DATASTORE: amlDatastoreName
+  // Our own events go to the custom topic with the app's identity (EventGrid Data Sender, events-topic.bicep);
+  // the source is the app's resource id, stable for the life of the app.
+  REACTOR_EVENTS_TOPIC_ENDPOINT: eventsTopic.outputs.endpoint
+  REACTOR_EVENTS_SOURCE: functionApp.outputs.id
+  // The feedback loop: collected inference data and late labels, both in the data account.
+  REACTOR_COLLECT_CONTAINER: collectContainerName
+  REACTOR_LABELS_CONTAINER: labelsContainerName
+  REACTOR_LABELS_LOOKBACK_HOURS: string(labelsLookbackHours)
+  REACTOR_LIVE_QUALITY_WINDOW_HOURS: string(liveQualityWindowHours)
 }
 
 // Secret settings: Key Vault references, resolved by the platform with the app's identity (Key
@@ -368,6 +417,7 @@ module appSettings 'modules/app-settings.bicep' = {
   dependsOn: [
     roles
     mlAccess
+    eventsTopic
   ]
 }
 
@@ -434,4 +484,6 @@ output keyVaultName string = keyVaultName
 output storageSystemTopicName string = topics.outputs.storageTopicName
 output mlSystemTopicName string = mlTopicName
 output mlSystemTopicResourceGroup string = mlTopicResourceGroup
+output eventsTopicName string = eventsTopic.outputs.name
+output eventsTopicEndpoint string = eventsTopic.outputs.endpoint
 output eventSubscriptionsDeployed bool = deployEventSubscriptions

@@ -54,6 +54,14 @@ class MemoryStateStore:
             if all(entity.props.get(k) == v for k, v in (where or {}).items()):
                 yield entity
 
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
+        rows = sorted((row, e) for (pk, row), e in self.tables.get(table, {}).items() if pk == partition)
+        yield from itertools.islice((e for row, e in rows if row < below), max(0, limit))
+
+    def delete(self, table: str, partition: str, row: str) -> None:
+        with self._lock:
+            self.tables.get(table, {}).pop((partition, row), None)
+
 
 class MemoryBlobStore:
     def __init__(self) -> None:

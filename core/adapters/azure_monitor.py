@@ -49,9 +49,10 @@ class AzureMonitorSource:
     # -- calls ----------------------------------------------------------------------------------
     def _metrics_call(self, q: MetricQuery, resources: list[str], end: datetime) -> dict[str, float | None]:
         window = timedelta(seconds=q.window)
+        where = {"filter": dimension_filter(q.dimensions)} if q.dimensions else {}
         results = self._metrics_client().query_resources(
             resource_ids=resources, metric_namespace=q.namespace, metric_names=[q.metric],
-            timespan=(end - window, end), granularity=window, aggregations=[q.aggregation.capitalize()])
+            timespan=(end - window, end), granularity=window, aggregations=[q.aggregation.capitalize()], **where)
         values: dict[str, float | None] = {}
         for result in results:
             for metric in result.metrics:
@@ -93,6 +94,12 @@ class AzureMonitorSource:
 
             self._credential = DefaultAzureCredential()
         return self._credential
+
+
+def dimension_filter(dimensions: Sequence[tuple[str, str]]) -> str:
+    """Azure Monitor's OData-like filter: ``statusCodeClass eq '5xx' and deployment eq 'blue'``
+    (the rules refuse quotes in values, so nothing needs escaping)."""
+    return " and ".join(f"{name} eq '{value}'" for name, value in dimensions)
 
 
 def _chunks(items: list[T], size: int) -> list[list[T]]:

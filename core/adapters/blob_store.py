@@ -59,3 +59,16 @@ class AzureBlobStore:
             yield BlobInfo(container=container, name=item.name, etag=str(item.etag), size=int(item.size),
                            content_type=item.content_settings.content_type or "",
                            last_modified=item.last_modified)
+
+    def list_folders(self, container: str, prefix: str) -> Iterator[str]:
+        """Folder names directly under ``prefix`` (a delimiter listing); none when the container is absent."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.storage.blob import BlobPrefix
+
+        client = self._service.get_container_client(container)
+        try:
+            for item in client.walk_blobs(name_starts_with=prefix or None, delimiter="/"):
+                if isinstance(item, BlobPrefix):
+                    yield item.name[len(prefix):].rstrip("/")
+        except ResourceNotFoundError:
+            return

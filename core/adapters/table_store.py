@@ -8,6 +8,7 @@ the error and the others are sent again without it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
@@ -153,6 +154,21 @@ class TableStateStore:
                  else client.list_entities())
         for item in found:
             yield _entity(item)
+
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
+        found = self._table(table).query_entities("PartitionKey eq @pk and RowKey lt @below",
+                                                  parameters={"pk": partition, "below": below},
+                                                  results_per_page=max(1, min(limit, 1000)))
+        for item in itertools.islice(found, max(0, limit)):
+            yield _entity(item)
+
+    def delete(self, table: str, partition: str, row: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._table(table).delete_entity(partition, row)
+        except ResourceNotFoundError:
+            return
 
 
 def _batch_size(queued: list[Pending[_Write]]) -> int:

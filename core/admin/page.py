@@ -82,7 +82,14 @@ function modelRow(m) {
   const alerts = (m.alerts_firing || []).length;
   return [m.model, champion, m.versions.join(', '), s.window_opened_at || '-', s.pending_files,
           s.in_flight_job || '-', s.last_job || '-', el('span', last, last === 'failed' ? 'bad' : 'ok'), prod, flight,
-          el('span', alerts + ' firing', alerts ? 'bad' : 'ok')];
+          el('span', alerts + ' firing', alerts ? 'bad' : 'ok'), liveQuality(m.live_quality)];
+}
+function liveQuality(q) {
+  if (!q) return '-';
+  if (q.error) return el('span', q.error, 'bad');
+  return q.n ? 'v' + q.version + ': RMSE ' + q.rmse.toFixed(2) + ', MAE ' + q.mae.toFixed(2) + ' (n=' + q.n + ', ' +
+               q.window_hours + ' h)'
+             : 'v' + q.version + ': no labels yet';
 }
 function bar(ep) {
   const box = document.createElement('div'), b = el('div', '', 'bar');
@@ -144,7 +151,7 @@ function count(id, n, unit) {
 function render(d) {
   const models = d.status.models;
   table('models', ['Model', 'Champion', 'Versions', 'Window opened', 'Pending files', 'In-flight job', 'Last job',
-                   'Last outcome', 'Production', 'Release in flight', 'Alerts'], models.map(modelRow));
+                   'Last outcome', 'Production', 'Release in flight', 'Alerts', 'Live quality'], models.map(modelRow));
   table('endpoints', ['Model', 'Role', 'Endpoint', 'State', 'Traffic', 'Scoring URI'], endpointRows(models));
   releases(d.releases || []);
   table('alerts', ['Model', 'Alert', 'Severity', 'Since', 'Summary'], alertRows(models));

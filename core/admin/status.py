@@ -15,6 +15,7 @@ from core.retraining import Retraining
 
 if TYPE_CHECKING:
     from core.alerting import Alerting
+    from core.feedback.quality import LiveQuality
     from core.notify.outbox import Outbox
     from core.release.service import Releases
 
@@ -24,7 +25,8 @@ STATE_FIELDS = ("window_id", "window_opened_at", "pending_files", "pending_bytes
 
 
 def status(ledger: Ledger, retraining: Retraining, platform: MLPlatform, releases: Releases | None = None,
-           alerting: Alerting | None = None, outbox: Outbox | None = None) -> dict[str, Any]:
+           alerting: Alerting | None = None, outbox: Outbox | None = None,
+           quality: LiveQuality | None = None) -> dict[str, Any]:
     letters = list(ledger.dead_letters())
     models = sorted(set(retraining.policies) | set(releases.policies if releases else ()))
     firing = [s.value for s in alerting.alerts.alerts().values() if s.value.firing] if alerting else []
@@ -36,6 +38,8 @@ def status(ledger: Ledger, retraining: Retraining, platform: MLPlatform, release
         row["alerts_firing"] = [{"alertname": a.labels.get("alertname", ""), "severity": a.labels.get("severity", ""),
                                  "since": a.fired_at, "summary": a.annotations.get("summary", "")}
                                 for a in firing if a.labels.get("model") == m]
+        if quality is not None:
+            row["live_quality"] = live_quality_status(m, row, quality)
         out.append(row)
     return {"models": out, "dead_letters": backlog(letters),
             "outbox": {"pending": outbox.backlog()} if outbox is not None else {}}
@@ -51,6 +55,17 @@ def release_status(model: str, releases: Releases) -> dict[str, Any]:
             "last_release": ({"id": found[0].id, "state": found[0].state, "reason": found[0].reason}
                              if found else None),
             "endpoints": releases.endpoints(model)}
+
+
+def live_quality_status(model: str, row: dict[str, Any], quality: LiveQuality) -> dict[str, Any] | None:
+    """RMSE and MAE of the version in production (else the champion) over labelled predictions."""
+    version = (row.get("production") or {}).get("version") or (row.get("champion") or {}).get("version")
+    if not version:
+        return None
+    try:
+        return quality.status(model, str(version))
+    except Exception as exc:  # storage trouble shows on the page, it does not hide the page
+        return {"version": str(version), "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def model_status(model: str, retraining: Retraining, platform: MLPlatform) -> dict[str, Any]:

@@ -61,6 +61,8 @@ def status_text(payload: dict[str, Any]) -> str:
     blocks = [render(status_rows(payload))]
     if any("production" in m for m in payload["models"]):  # older hosts answer without releases
         blocks.append(render(production_rows(payload)))
+    if any(m.get("live_quality") for m in payload["models"]):  # labels joined to predictions
+        blocks.append(render(live_quality_rows(payload)))
     return "\n\n".join([*blocks, backlog_line(payload)])
 
 
@@ -82,6 +84,18 @@ def production_rows(payload: dict[str, Any]) -> list[list[str]]:
         rows.append([m["model"], f"v{prod['version']}" if prod.get("version") else "-", flight,
                      endpoint_traffic((m.get("endpoints") or {}).get("production")),
                      str(len(m.get("alerts_firing") or []))])
+    return rows
+
+
+def live_quality_rows(payload: dict[str, Any]) -> list[list[str]]:
+    rows = [["MODEL", "VERSION", "LIVE RMSE", "LIVE MAE", "LABELLED", "WINDOW"]]
+    for m in payload["models"]:
+        q = m.get("live_quality") or {}
+        if q:
+            shown = ([q["error"][:60], "-"] if q.get("error") else
+                     ["-" if q.get(k) is None else f"{q[k]:.2f}" for k in ("rmse", "mae")])
+            rows.append([m["model"], f"v{q.get('version', '?')}", *shown, str(q.get("n", 0)),
+                         f"{q.get('window_hours', '?')} h"])
     return rows
 
 

@@ -10,13 +10,17 @@ so one error lists every problem with its JSON path.
        {"name": "LatencyHigh", "kind": "metric", "resource_ids": ["/subscriptions/.../onlineEndpoints/ep"],
         "namespace": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
         "metric": "RequestLatency_P99", "aggregation": "average", "window": "5m", "operator": ">",
-        "threshold": 500, "for": "5m", "keep_firing_for": "10m", "severity": "warning",
+        "dimensions": {"deployment": "blue"}, "threshold": 500, "for": "5m", "keep_firing_for": "10m",
+        "severity": "warning",
         "labels": {"model": "diabetes", "endpoint": "ep", "team": "ml"}, "runbook": "https://...",
         "action": {"type": "retrain", "model": "diabetes"}},
        {"name": "Errors", "kind": "log", "workspace_id": "...", "query": "... | summarize value=count()",
         "window": "15m", "operator": ">=", "threshold": 10, "severity": "error"}]}
 
-Durations are seconds (a number) or text such as ``"90s"``, ``"5m"``, ``"1h30m"``.
+Durations are seconds (a number) or text such as ``"90s"``, ``"5m"``, ``"1h30m"``. A metric rule's
+``dimensions`` narrow the metric as an Azure Monitor dimension filter does (``{"statusCodeClass": "5xx"}``
+is ``statusCodeClass eq '5xx'``). A window is at least 10 s; Azure Monitor's metrics have one-minute
+points, so the settings refuse a metric window under a minute when the rules run on Azure Monitor.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ ACTIONS = ("retrain", "rollback")
 RESERVED = ("alertname", "severity", "resource")
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_DIMENSION = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MIN_WINDOW = 10  # seconds
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNITS = (86_400, 3_600, 60, 1)
 
@@ -67,6 +73,7 @@ class Rule:
     namespace: str = ""
     metric: str = ""
     aggregation: str = "average"
+    dimensions: tuple[tuple[str, str], ...] = ()  # (name, value), sorted: an Azure Monitor dimension filter
     workspace_id: str = ""  # log rules
     query: str = ""
 
@@ -161,7 +168,7 @@ class _Parser:
         name = self.text(raw, "name", where, required=True, pattern=_NAME)
         common: dict[str, Any] = dict(
             name=name, kind=kind, operator=self.choice(raw, "operator", where, tuple(OPERATORS), required=True),
-            threshold=self.number(raw, "threshold", where), window=self.duration(raw, "window", where, 300, 60),
+            threshold=self.number(raw, "threshold", where), window=self.duration(raw, "window", where, 300, MIN_WINDOW),
             severity=self.choice(raw, "severity", where, SEVERITIES, default="warning"),
             for_=self.duration(raw, "for", where, 0), keep_firing_for=self.duration(raw, "keep_firing_for", where, 0),
             labels=self.rule_labels(raw, where), runbook=self.url(raw, "runbook", where),
@@ -181,7 +188,21 @@ class _Parser:
         return {"resource_ids": tuple(i.lower() for i in ids),
                 "namespace": self.text(raw, "namespace", where, required=True),
                 "metric": self.text(raw, "metric", where, required=True),
-                "aggregation": self.choice(raw, "aggregation", where, AGGREGATIONS, default="average")}
+                "aggregation": self.choice(raw, "aggregation", where, AGGREGATIONS, default="average"),
+                "dimensions": self.dimensions(raw, where)}
+
+    def dimensions(self, raw: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+        found = raw.get("dimensions", {})
+        if not isinstance(found, Mapping):
+            self.fail(f"{where}.dimensions", 'must be an object of dimension name -> value, e.g. {"statusCodeClass": '
+                                             '"5xx"}')
+            return ()
+        for key, value in found.items():
+            if not _DIMENSION.match(str(key)):
+                self.fail(f"{where}.dimensions.{key}", "not a dimension name")
+            elif not isinstance(value, str) or not value.strip() or "'" in value:
+                self.fail(f"{where}.dimensions.{key}", "must be non-empty text without quotes ('*' for any)")
+        return tuple(sorted((str(k), str(v).strip()) for k, v in found.items()))
 
     def log_fields(self, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         return {"workspace_id": self.text(raw, "workspace_id", where, required=True),

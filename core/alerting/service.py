@@ -95,7 +95,7 @@ class Alerting:
         metric_rules = [r for r in self.config.rules if r.kind == "metric"]
         log_rules = [r for r in self.config.rules if r.kind == "log"]
         if metric_rules:
-            queries = [MetricQuery(r.resource_ids, r.namespace, r.metric, r.aggregation, r.window)
+            queries = [MetricQuery(r.resource_ids, r.namespace, r.metric, r.aggregation, r.window, r.dimensions)
                        for r in metric_rules]
             for rule, values in zip(metric_rules, self._source.query_metrics(queries, now), strict=True):
                 for resource in rule.resource_ids:
@@ -135,7 +135,7 @@ class Alerting:
 
     def _record(self, alert: AlertState, transition: State, rule: Rule | None) -> None:
         detail = {"labels": alert.labels, "value": alert.value, "source": alert.source,
-                  "summary": alert.annotations.get("summary", "")}
+                  "summary": alert.annotations.get("summary", ""), "changed_at": alert.changed_at}
         self._ledger.audit(AuditRecord(f"alert.{transition}", alert.fingerprint, function=ACTOR,
                                        model=alert.labels.get("model", ""), detail=detail))
         if transition == "firing" and rule is not None and rule.action is not None:
@@ -217,7 +217,8 @@ def _labels(rule: Rule, resource: str) -> dict[str, str]:
 
 
 def _annotations(rule: Rule, value: float | None) -> dict[str, str]:
-    what = f"{rule.metric} ({rule.aggregation})" if rule.kind == "metric" else "log query"
+    split = "{" + ", ".join(f"{k}={v}" for k, v in rule.dimensions) + "}" if rule.dimensions else ""
+    what = f"{rule.metric}{split} ({rule.aggregation})" if rule.kind == "metric" else "log query"
     shown = "no data" if value is None else f"{value:g}"
     notes = {"summary": f"{rule.name}: {what} = {shown} ({rule.operator} {rule.threshold:g})"}
     return {**notes, "runbook": rule.runbook} if rule.runbook else notes

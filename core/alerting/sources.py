@@ -1,7 +1,8 @@
 """Where rule values come from: a tiny port (one call for many metric queries, one for many log
-queries) so the evaluator batches by construction; Azure Monitor implements it in
-``core/adapters/azure_monitor.py``, and ``MemorySource`` is the local default until the local
-scoring endpoints publish metrics of their own."""
+queries) so the evaluator batches by construction. Azure Monitor implements it in
+``core/adapters/azure_monitor.py``; the local default (``core/adapters/local_metrics.py``) answers the
+same queries from the local online endpoints and the ledger; ``MemorySource`` holds values set by hand
+(tests and the bench)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class MetricQuery:
     metric: str
     aggregation: str
     window: int  # seconds
+    dimensions: tuple[tuple[str, str], ...] = ()  # (name, value): Azure Monitor's dimension filter
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,17 @@ def test_no_sdk_is_imported_before_first_use():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
+
+
+def test_a_rules_dimensions_go_to_azure_monitor_as_the_metric_filter():
+    from urllib.parse import parse_qs, urlsplit
+
+    src, adapter = source()
+    resource = (SUB + EPS + "diabetes-ep").lower()
+    query = MetricQuery((resource,), "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+                        "RequestsPerMinute", "total", 300, (("deployment", "blue"), ("statusCodeClass", "5xx")))
+    src.query_metrics([query], NOW)
+    [call] = [r for r in adapter.requests if "metrics:getBatch" in r.url]
+    params = {k.lower(): v for k, v in parse_qs(urlsplit(call.url).query).items()}
+    assert params["filter"] == ["deployment eq 'blue' and statusCodeClass eq '5xx'"]
+    assert params["metricnames"] == ["RequestsPerMinute"] and params["aggregation"] == ["Total"]

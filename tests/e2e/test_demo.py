@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -38,4 +39,25 @@ def test_demo_runs_the_retraining_and_release_loop() -> None:
     assert "$ reactor status" in text and "/api/dashboard" in text
     assert "each receiver got the resolve" in text
     assert "demo-routing-key" not in text and "demo-webhook" not in text, "secrets never printed"
+    assert "our own event at a subscriber (CloudEvents 1.0 via the local Event Grid topic)  " \
+        "mlops.reactor.ReleasePromoted models/diabetes:1 id release/diabetes:1/ReleasePromoted" in text
+    assert "demo-topic-key" not in text, "the topic key is never printed"
     assert "stopped the host, the endpoints, the platform and Azurite" in text
+    # the metric rule on local metrics: injected 5xx -> pending -> firing -> notified -> resolved
+    steps = ["errors injected into production traffic", "rule diabetes-prod-5xx: PENDING",
+             "rule diabetes-prod-5xx: FIRING",
+             "one grouped notification per receiver for diabetes-prod-5xx: pagerduty, slack, teams",
+             "errors stopped", "rule diabetes-prod-5xx: RESOLVED",
+             "resolve notification reached each receiver for diabetes-prod-5xx: pagerduty, slack, teams"]
+    assert all(step in text for step in steps), [step for step in steps if step not in text]
+    assert [text.index(step) for step in steps] == sorted(text.index(step) for step in steps), "in this order"
+    took = float(re.search(r"metric alert round trip ([0-9.]+) s", text).group(1))  # type: ignore[union-attr]
+    assert took < 30, took
+    # the feedback loop: collected production requests, late labels, live quality in reactor status
+    assert "inference data collected from diabetes-prod" in text
+    assert "labels arrived for 100 earlier production requests (+3 unknown ids)" in text
+    live = re.search(r"live quality of diabetes:1: RMSE ([0-9.]+), MAE ([0-9.]+) over 100 labelled predictions", text)
+    assert live, "the labels were joined to the predictions"
+    assert 20 < float(live.group(1)) < 120 and 0 < float(live.group(2)) <= float(live.group(1))  # a plausible ridge
+    assert "3 label(s) for unknown request ids recorded in the audit trail" in text
+    assert "LIVE RMSE" in text and re.search(r"diabetes\s+v1\s+" + live.group(1)[:4], text), "reactor status shows it"

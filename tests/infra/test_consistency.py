@@ -225,6 +225,7 @@ def test_every_topic_gets_its_subscriptions_deployed(main_doc):
 
 # A value only Azure knows at deployment time (a resource id, the subscription id...).
 RUNTIME_VALUE = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.X/y/runtime"
+RUNTIME_ENDPOINT = "https://runtime-value.invalid/api/events"
 INTERPOLATION = re.compile(r"\$\{(toLower\()?(\w+)\)?\}")
 
 
@@ -249,8 +250,8 @@ def _resolve(doc: dict[str, Any], node: Any, given: dict[str, Any]) -> Any:
         if isinstance(function, dict) and function.get("type") == "string":
             value = _resolve(doc, function["parameters"]["value_to_convert"], given)
             return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        if "function" in node or "operator" in node:
-            return RUNTIME_VALUE
+        if "function" in node or "operator" in node:  # a module's endpoint output is a URL, not an id
+            return RUNTIME_ENDPOINT if (bicep.dotted(node) or "").endswith(".endpoint") else RUNTIME_VALUE
         return {key: _resolve(doc, value, given) for key, value in node.items()}
     return node
 
@@ -274,7 +275,7 @@ def test_provisioned_settings_pass_the_app_validation(path, main_doc):
 
 @pytest.mark.parametrize("path", bicep.parameter_files(), ids=lambda p: p.name)
 def test_only_the_data_container_feeds_blob_created(path, main_doc):
-    """Internal and dead-letter blobs must not reach the app as new training data."""
+    """Internal, dead-letter and collected-inference blobs must not reach the app as new data."""
     given = bicep.read_json(path)["parameters"]
     [data] = [p for p in _module_params(main_doc, STORAGE_MODULE) if "deadLetterContainerName" in p["containers"]]
     containers = {name: _resolve(main_doc, name, given) for name in data["containers"]}
@@ -287,7 +288,7 @@ def test_only_the_data_container_feeds_blob_created(path, main_doc):
         event = {"id": "1", "eventType": "Microsoft.Storage.BlobCreated", "topic": "/subscriptions/x",
                  "subject": f"/blobServices/default/containers/{container}/blobs/batch.csv", "data": {}}
         routed = router.route(subs, [event])
-        if name == "dataContainerName":
+        if name in ("dataContainerName", "labelsContainerName"):  # training data; late labels
             assert routed, f"a blob in {container} reaches no function"
         else:
             assert routed == {}, f"a blob in {container} ({name}) would be routed to {sorted(routed)}"

@@ -23,9 +23,11 @@ import pytest
 import requests
 
 from core.adapters.blob_store import AzureBlobStore
+from core.adapters.local_metrics import LocalSource, online_endpoint_metrics
 from core.adapters.local_ml import LocalMLPlatform
 from core.adapters.local_serving import LocalServing
 from core.adapters.table_store import TableStateStore
+from core.alerting.sources import MetricQuery
 from core.events import ModelDeployed, parse_event
 from core.ml_platform import Deployment, DeploymentSpec
 from embedded.azurite import Azurite, free_port
@@ -227,6 +229,35 @@ def test_health_counts_errors_and_latency_per_deployment(world, deployed):
     assert faulty.p95_ms is not None and blue.p95_ms is not None
     future = world.serving.deployment_health(ENDPOINT, "blue", datetime.now(UTC) + timedelta(minutes=1))
     assert (future.requests, future.p95_ms) == (0, None)
+
+
+def test_alert_rules_read_the_endpoints_metrics_with_a_fault_injected_into_a_running_deployment(world, deployed):
+    """What a rule written for Azure Monitor asks (RequestsPerMinute by statusCodeClass and deployment,
+    RequestLatency_P95), answered by the real control plane from the real routed requests."""
+    world.serving.set_traffic(ENDPOINT, {"blue": 100}, mirror={})
+    fault = f"{world.control.url}/endpoints/{ENDPOINT}/deployments/blue/fault"
+    assert requests.put(fault, json={"fault": "error-percent:20"}, timeout=10).json()["fault"] == "error-percent:20"
+    answers = _score_many(world, 50)
+    assert requests.put(fault, json={"fault": ""}, timeout=10).status_code == 200
+    after = _score_many(world, 10)
+    assert answers.count(500) == 10 and after == [200] * 10  # a fifth while set, none once cleared
+    resource = f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/" \
+               f"onlineEndpoints/{ENDPOINT}".lower()
+    ns = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+    errors = MetricQuery((resource,), ns, "RequestsPerMinute", "total", 60, (("statusCodeClass", "5xx"),
+                                                                              ("deployment", "blue")))
+    codes = MetricQuery((resource,), ns, "RequestsPerMinute", "total", 60, (("statusCode", "500"),
+                                                                             ("deployment", "blue")))
+    p95 = MetricQuery((resource,), ns, "RequestLatency_P95", "maximum", 60, (("deployment", "blue"),))
+    source = LocalSource(online_endpoint_metrics(world.control.url))
+    found = source.query_metrics([errors, codes, p95], datetime.now(UTC) + timedelta(seconds=1))
+    assert found[0][resource] == 10 and found[1][resource] == 10  # blue fails only when told to
+    assert found[2][resource] is not None and found[2][resource] > 0
+    for body, message in [({"fault": "crash"}, "is not one of"), ({"faults": "error"}, "body must be")]:
+        answer = requests.put(fault, json=body, timeout=10)
+        assert answer.status_code == 400 and message in answer.json()["error"]
+    assert requests.put(f"{world.control.url}/endpoints/{ENDPOINT}/deployments/ghost/fault",
+                        json={"fault": "error"}, timeout=10).status_code == 404
 
 
 @pytest.mark.parametrize(("traffic", "mirror", "message"), [

@@ -97,6 +97,11 @@ def test_a_bad_csv_fails_the_job_and_releases_the_slot(flow) -> None:
     assert "diabetes/bad/broken.csv: bad header: missing columns bmi" in failed["detail"]["reactor_error"]
     assert services.retraining.state(MODEL)["in_flight_job"] == ""
     blobs.get_blob_client("data", "diabetes/bad/broken.csv").delete_blob()  # later jobs train cleanly
+    assert failed["detail"]["incident"] == "raised"  # through the host's own alerting
+    [incident] = [a.value for a in services.alerting.alerts.alerts().values()
+                  if a.value.labels.get("alertname") == "RetrainingJobFailed"]
+    assert (incident.state, incident.labels["job"], incident.labels["status"]) == ("firing", failed["detail"]["job"],
+                                                                                   "failed")
 
 
 def test_reactor_retrain_and_the_http_contract(flow) -> None:
@@ -136,6 +141,9 @@ def test_drift_starts_a_job_and_a_trigger_during_it_makes_exactly_one_follow_up(
     wait_for("the follow-up to finish", lambda: not services.retraining.state(MODEL)["in_flight_job"])
     time.sleep(4)  # windows and ticks pass: nothing else starts
     assert len(retrain_audit(services, "retrain.started")) == before + 2
+    states = {a.value.state for a in services.alerting.alerts.alerts().values()
+              if a.value.labels.get("alertname") == "RetrainingJobFailed"}
+    assert states == {"resolved"}, "the failed job's incident ends with the next completed job"
 
 
 @pytest.fixture(scope="module")
