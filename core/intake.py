@@ -1,7 +1,7 @@
 """Event intake: parse, validate, deduplicate, act, record. One path for every event.
 
     raw event -> parse (either schema) -> type accepted by this function? -> source allowed?
-              -> claim in the ledger (dedup, before any side effect) -> handler -> finish + audit
+              -> claim in the ledger (dedup, before any side effect) -> handler -> finish (= audit)
 
 Anything that fails validation, and any handler error, becomes a dead letter holding the
 raw payload and the reason, so it can be replayed; the delivery is still answered as
@@ -132,8 +132,8 @@ class Intake:
             outcome = dict(handler(event, ctx))
         except Exception as exc:  # any handler failure is recorded and kept for replay
             return self._fail(function, raw, event, claim, correlation_id, exc)
-        self._ledger.finish(claim, "done", outcome)
-        self._audit("event.processed", function, event, correlation_id, outcome)
+        self._ledger.finish(claim, "done", outcome, record=self._record("event.processed", function, event,
+                                                                        correlation_id, outcome))
         log(_log, logging.INFO, "event processed", function=function, correlation_id=correlation_id,
             **event.summary(), action=outcome.get("action"))
         return Receipt("processed", function, event.id, correlation_id, outcome)
@@ -143,8 +143,8 @@ class Intake:
         reason = f"{type(exc).__name__}: {exc}"
         self._ledger.dead_letter(function, _encode(raw), reason=reason, field_name="",
                                  key=claim.key, event_id=event.id)
-        self._ledger.finish(claim, "failed", {"error": reason})
-        self._audit("event.failed", function, event, correlation_id, {"error": reason})
+        self._ledger.finish(claim, "failed", {"error": reason},
+                            record=self._record("event.failed", function, event, correlation_id, {"error": reason}))
         _log.exception("handler failed: %s", reason, extra={"custom_dimensions": {
             "function": function, "correlation_id": correlation_id, **event.summary()}})
         return Receipt("failed", function, event.id, correlation_id, {"error": reason})
@@ -169,10 +169,14 @@ class Intake:
 
     def _audit(self, action: str, function: str, event: Event, correlation_id: str,
                detail: Mapping[str, Any]) -> None:
+        self._ledger.audit(self._record(action, function, event, correlation_id, detail))
+
+    @staticmethod
+    def _record(action: str, function: str, event: Event, correlation_id: str,
+                detail: Mapping[str, Any]) -> AuditRecord:
         s = event.summary()
-        self._ledger.audit(AuditRecord(action, correlation_id, function=function, event_id=event.id,
-                                       event_type=event.type, model=s.get("model", ""),
-                                       version=s.get("version", ""), detail=detail))
+        return AuditRecord(action, correlation_id, function=function, event_id=event.id, event_type=event.type,
+                           model=s.get("model", ""), version=s.get("version", ""), detail=detail)
 
 
 def _correlation_id(event: Event) -> str:

@@ -8,16 +8,25 @@ the claim over (ETag-conditional) once the lease has run out.
 
 Tables (prefix from settings):
     {prefix}events       PK function, RK event key   one claim per event and function
-    {prefix}audit        PK yyyymmdd,  RK time-ordered  every event and decision
+    {prefix}audit        PK yyyymmdd,  RK time-ordered  every other event record and decision
     {prefix}deadletters  PK function, RK event key   raw payload (in a blob) + reason
+
+An event's own audit record (``event.processed`` / ``event.failed``) is written by the same
+ETag-guarded write that finishes its claim: the claim carries the record's fields from the
+start and the finish adds the action. One round trip fewer per event, and the finish and its
+audit line can no longer be separated by a crash. ``audit_records`` reads both tables; a
+replay that takes over a failed claim first copies the failed record into the audit table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -26,7 +35,9 @@ from core.errors import ConflictError, PreconditionFailed
 from core.ports import BlobStore, Clock, Entity, StateStore
 
 ClaimState = Literal["won", "duplicate", "in_flight"]
+SYSTEM = "system"
 MAX_DETAIL = 30_000  # characters; a Table property holds at most 64 KiB
+DONE_REMEMBERED = 20_000  # claims per process (a few MB): Event Grid redeliveries come within minutes
 
 
 def event_key(source: str, event_type: str, event_id: str) -> str:
@@ -54,7 +65,7 @@ class AuditRecord:
     event_type: str = ""
     model: str = ""
     version: str = ""
-    actor: str = "system"
+    actor: str = SYSTEM
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -86,14 +97,19 @@ class Ledger:
         self.events_table = f"{prefix}events"
         self.audit_table = f"{prefix}audit"
         self.deadletters_table = f"{prefix}deadletters"
+        self._done = _Recent(DONE_REMEMBERED)  # redeliveries of what this process saw done skip storage
 
     # -- claims ---------------------------------------------------------------------------
     def claim(self, function: str, key: str, summary: Mapping[str, str], correlation_id: str,
               *, retry_failed: bool = False) -> Claim:
         """Claim an event for this function; ``retry_failed`` (a replay) may take over a failed claim."""
+        if self._done.seen((function, key)):  # "done" is final: nothing ever takes such a claim over
+            return Claim(function, key, "duplicate", status="done")
         now = self._clock()
-        props = {**summary, "status": "processing", "attempt": 1, "correlation_id": correlation_id,
-                 "received_at": now.isoformat(), "lease_until": (now + self._lease).isoformat()}
+        props = {**summary, "function": function, "model": summary.get("model", ""),
+                 "version": summary.get("version", ""), "status": "processing", "attempt": 1,
+                 "correlation_id": correlation_id, "received_at": now.isoformat(),
+                 "lease_until": (now + self._lease).isoformat()}
         try:
             etag = self._store.insert(self.events_table, function, key, props)
             return Claim(function, key, "won", etag)
@@ -108,28 +124,52 @@ class Ledger:
         if status == "failed" and retry_failed:
             return self._take_over(existing, now)
         if status != "processing":
+            if status == "done":
+                self._done.add((function, key))
             return Claim(function, key, "duplicate", status=status)
         if datetime.fromisoformat(str(existing.props["lease_until"])) > now:
             return Claim(function, key, "in_flight", status=status)
         return self._take_over(existing, now)
 
     def _take_over(self, existing: Entity, now: datetime) -> Claim:
+        if existing.props.get("action"):  # a failed claim's record stays in the trail after the replay
+            self._keep_record(existing)
         attempt = int(existing.props.get("attempt", 1)) + 1
-        props = {"attempt": attempt, "status": "processing", "lease_until": (now + self._lease).isoformat()}
+        props = {"attempt": attempt, "status": "processing", "lease_until": (now + self._lease).isoformat(),
+                 "action": ""}
         try:
             etag = self._store.update(self.events_table, existing.partition, existing.row, props, existing.etag)
         except PreconditionFailed:
             return Claim(existing.partition, existing.row, "in_flight")
         return Claim(existing.partition, existing.row, "won", etag, attempt)
 
-    def finish(self, claim: Claim, status: str, outcome: Mapping[str, Any]) -> bool:
-        """Close a won claim; False if the lease was lost to another delivery meanwhile."""
-        props = {"status": status, "finished_at": self._clock().isoformat(),
+    def _keep_record(self, claim: Entity) -> None:
+        record = _claim_record(claim)
+        props = {k: v for k, v in record.items() if k != "id"} | {"detail": claim.props.get("outcome") or "{}"}
+        with contextlib.suppress(ConflictError):  # a deterministic row: two replays racing keep one copy
+            self._store.insert(self.audit_table, str(record["id"])[:8], str(record["id"]), props)
+
+    def finish(self, claim: Claim, status: str, outcome: Mapping[str, Any], *,
+               record: AuditRecord | None = None) -> bool:
+        """Close a won claim; False if the lease was lost to another delivery meanwhile.
+
+        With ``record`` the same write is the event's audit record (see the module docstring;
+        the claim already holds its other fields, the outcome is its detail): ``on_audit`` is
+        told of it as of every record ``audit`` writes."""
+        when = self._clock()
+        now = when.isoformat()
+        props = {"status": status, "finished_at": now,
                  "outcome": _clip(json.dumps(outcome, default=str, sort_keys=True))}
+        if record is not None:
+            props |= {"action": record.action, "at": now, "actor": record.actor}
         try:
             self._store.update(self.events_table, claim.function, claim.key, props, claim.etag)
         except PreconditionFailed:
             return False
+        if status == "done":
+            self._done.add((claim.function, claim.key))
+        if record is not None and self.on_audit is not None:
+            self.on_audit(record, when)
         return True
 
     def event_record(self, function: str, key: str) -> Entity | None:
@@ -149,8 +189,13 @@ class Ledger:
         return row
 
     def audit_records(self, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Matching records of both tables, oldest first."""
         rows = [{**e.props, "id": e.row, "detail": json.loads(str(e.props.get("detail") or "{}"))}
                 for e in self._store.query(self.audit_table, where=where)]
+        conditions = dict(where or {})
+        function = conditions.pop("function", None)  # the claims' partition: no need to scan the others
+        claims = self._store.query(self.events_table, partition=function, where=conditions)
+        rows += [_claim_record(e) for e in claims if e.props.get("action")]
         return sorted(rows, key=lambda r: str(r["id"]))
 
     # -- dead letters ---------------------------------------------------------------------
@@ -196,6 +241,37 @@ class Ledger:
         props = {"status": status, "resolved_at": self._clock().isoformat(),
                  "resolution": _clip(json.dumps(dict(detail), default=str))}
         self._store.update(self.deadletters_table, function, key, props, found.etag)
+
+
+class _Recent:
+    """A bounded set, oldest first out; safe across threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, key: Hashable) -> bool:
+        return key in self._keys
+
+    def add(self, key: Hashable) -> None:
+        with self._lock:
+            self._keys[key] = None
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+
+
+AUDIT_FIELDS = ("action", "correlation_id", "function", "event_id", "event_type", "model", "version", "actor",
+                "at")
+
+
+def _claim_record(claim: Entity) -> dict[str, Any]:
+    """A finished claim as the audit record it holds; its id sorts by time like the audit table's rows."""
+    p = claim.props
+    at = datetime.fromisoformat(str(p["at"]))
+    record: dict[str, Any] = {name: p.get(name, "") for name in AUDIT_FIELDS}
+    return record | {"id": f"{at.strftime('%Y%m%dT%H%M%S%f')}-{claim.row[:12]}",
+                     "detail": json.loads(str(p.get("outcome") or "{}"))}
 
 
 def _clip(text: str) -> str:

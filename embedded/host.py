@@ -182,6 +182,7 @@ def _validation_response(items: list[Any]) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes; don't hold the body back
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

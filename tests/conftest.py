@@ -58,8 +58,9 @@ def services(env: dict[str, str]) -> Iterator[bootstrap.Services]:
 class HostProcess:
     """``python -m embedded.stack`` against the session's Azurite, as ``make dev`` runs it."""
 
-    def __init__(self, env: dict[str, str], watch: bool = False, timers: bool = True, serving: bool = False) -> None:
-        self.env = env
+    def __init__(self, env: dict[str, str], watch: bool = False, timers: bool = True, serving: bool = False,
+                 root: Path = ROOT) -> None:
+        self.env = env  # root: the checkout whose code the host runs (bench/intake.py --baseline)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "embedded.stack", "--azurite", "external", "--port", str(self.port)]
@@ -72,7 +73,7 @@ class HostProcess:
         self.log = ROOT / ".pytest_cache" / f"host-{self.port}.log"
         self.log.parent.mkdir(exist_ok=True)
         self._out = self.log.open("wb")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=self._out,
+        self.proc = subprocess.Popen(args, cwd=root, env={**os.environ, **env}, stdout=self._out,
                                      stderr=subprocess.STDOUT)
         self._wait()
 

@@ -82,3 +82,32 @@ def test_a_flush_that_raises_fails_its_items_and_the_queue_recovers() -> None:
     with pytest.raises(ConnectionError):
         coalescer.run("k", "a")
     assert coalescer.run("k", "b") == "ok"
+
+
+def test_parallel_leaders_overlap_up_to_the_limit_and_a_queue_is_still_batched() -> None:
+    lock = threading.Lock()
+    running = {"now": 0, "most": 0}
+    sizes: list[int] = []
+
+    def flush(key: Hashable, batch: list[Pending[int]]) -> None:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        time.sleep(0.02)
+        with lock:
+            running["now"] -= 1
+            sizes.append(len(batch))
+        for p in batch:
+            p.result = -p.item
+            p.settle()
+
+    coalescer: Coalescer[int] = Coalescer(flush, parallel=3)
+    results: dict[int, int] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, coalescer.run("k", i))) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert results == {i: -i for i in range(60)}
+    assert running["most"] == 3, "flushes of one key overlapped, but never more than three"
+    assert sum(sizes) == 60 and max(sizes) > 1, "what queued behind them went out together"

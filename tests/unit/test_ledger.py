@@ -75,3 +75,74 @@ def test_failed_claim_is_taken_over_only_by_a_replay(ledger: Ledger) -> None:
     retry = ledger.claim("on_x", "k1", {}, "c", retry_failed=True)
     assert (retry.state, retry.attempt) == ("won", 2)
     assert ledger.claim("on_x", "k1", {}, "c", retry_failed=True).state == "in_flight"
+
+
+def test_the_finish_is_the_events_audit_record(ledger: Ledger, clock: Clock) -> None:
+    ledger.audit(AuditRecord("before", "c"))
+    clock.now += timedelta(seconds=1)
+    summary = {"event_id": "e1", "event_type": "T", "model": "m", "version": "2"}
+    claim = ledger.claim("on_x", "k1", summary, "c")
+    assert [r["action"] for r in ledger.audit_records()] == ["before"], "a claim in flight is not a record yet"
+    clock.now += timedelta(seconds=1)
+    assert ledger.finish(claim, "done", {"action": "recorded"}, record=AuditRecord("event.processed", "c"))
+    clock.now += timedelta(seconds=1)
+    ledger.audit(AuditRecord("after", "c"))
+    records = ledger.audit_records({"correlation_id": "c"})
+    assert [r["action"] for r in records] == ["before", "event.processed", "after"], "one time order"
+    processed = records[1]
+    assert {k: processed[k] for k in ("function", "event_id", "event_type", "model", "version", "actor", "detail")} \
+        == {"function": "on_x", "event_id": "e1", "event_type": "T", "model": "m", "version": "2",
+            "actor": "system", "detail": {"action": "recorded"}}
+    assert [r["id"] for r in ledger.audit_records({"function": "on_x", "action": "event.processed"})] \
+        == [processed["id"]]
+    assert ledger.audit_records({"function": "on_y"}) == []
+
+
+def test_a_crashed_holder_leaves_no_record_and_the_taker_leaves_one(ledger: Ledger, clock: Clock) -> None:
+    crashed = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c")
+    clock.now += timedelta(seconds=61)
+    taker = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c")
+    assert not ledger.finish(crashed, "done", {}, record=AuditRecord("event.processed", "c"))
+    assert ledger.finish(taker, "done", {"by": "taker"}, record=AuditRecord("event.processed", "c"))
+    [record] = ledger.audit_records({"event_id": "e1"})
+    assert (record["action"], record["detail"]) == ("event.processed", {"by": "taker"})
+
+
+def test_a_replay_keeps_the_failed_record_with_its_id(ledger: Ledger, clock: Clock) -> None:
+    claim = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c")
+    ledger.finish(claim, "failed", {"error": "boom"}, record=AuditRecord("event.failed", "c"))
+    [failed] = ledger.audit_records({"event_id": "e1"})
+    clock.now += timedelta(seconds=5)
+    retry = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c", retry_failed=True)
+    assert ledger.audit_records({"event_id": "e1"}) == [failed], "kept while the replay runs"
+    ledger.finish(retry, "done", {"action": "recorded"}, record=AuditRecord("event.processed", "c"))
+    kept, processed = ledger.audit_records({"event_id": "e1"})
+    assert kept == failed and processed["action"] == "event.processed"
+
+
+def test_a_redelivery_of_what_this_process_finished_needs_no_storage_round_trip(clock: Clock) -> None:
+    store = MemoryStateStore()
+    ledger = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60)
+    ledger.finish(ledger.claim("on_x", "k1", {}, "c"), "done", {}, record=AuditRecord("event.processed", "c"))
+    failed = ledger.claim("on_x", "k2", {}, "c")
+    ledger.finish(failed, "failed", {}, record=AuditRecord("event.failed", "c"))
+    writes = store.writes
+    again = ledger.claim("on_x", "k1", {}, "c")
+    assert (again.state, again.status, store.writes) == ("duplicate", "done", writes)
+    other = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60)
+    assert other.claim("on_x", "k1", {}, "c") == again, "another instance reads the same answer from storage"
+    assert ledger.claim("on_x", "k2", {}, "c", retry_failed=True).state == "won", "a failed claim is not final"
+
+
+def test_the_audit_hook_hears_of_the_record_a_finish_writes_once(clock: Clock) -> None:
+    heard: list[str] = []
+    ledger = Ledger(MemoryStateStore(), MemoryBlobStore(), prefix="t", container="t-internal", clock=clock,
+                    lease_seconds=60, on_audit=lambda record, at: heard.append(record.action))
+    crashed = ledger.claim("on_x", "k1", {}, "c")
+    clock.now += timedelta(seconds=61)
+    taker = ledger.claim("on_x", "k1", {}, "c")
+    assert not ledger.finish(crashed, "done", {}, record=AuditRecord("event.processed", "c"))
+    assert heard == [], "a lost lease wrote nothing, so there is nothing to tell"
+    assert ledger.finish(taker, "done", {}, record=AuditRecord("event.processed", "c"))
+    ledger.audit(AuditRecord("other", "c"))
+    assert heard == ["event.processed", "other"]
