@@ -13,11 +13,12 @@ of data from paying for a job each time. Every problem is reported with its JSON
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from core.json_setting import per_model
 
 METRICS = ("rmse", "mae", "r2")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -51,14 +52,9 @@ _TEXTS = ("container", "prefix", "test_container", "test_blob")
 
 def parse_policies(text: str) -> tuple[dict[str, RetrainPolicy], list[str]]:
     """(policies by model, problems). Empty text means no model is retrained automatically."""
-    if not text.strip():
-        return {}, []
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        return {}, [f"REACTOR_RETRAIN_POLICIES is not valid JSON: {exc}"]
-    if not isinstance(doc, Mapping):
-        return {}, ["REACTOR_RETRAIN_POLICIES must be a JSON object of model name -> policy"]
+    doc, problems = per_model(text, "REACTOR_RETRAIN_POLICIES", "policy")
+    if problems:
+        return {}, problems
     policies, problems = {}, []
     for model, raw in doc.items():
         policy, found = _policy(str(model), raw)

@@ -251,7 +251,7 @@ def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
                 say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
                     f"(release alone {took:.1f} s)")
                 events.show_promoted(say)
-                Feedback(services, blobs, say, holdout).late_labels("1")
+                Feedback(services, blobs, say, holdout, wait_for).late_labels("1")
                 say("$ reactor status   (its live quality table)", live_quality_table(releases.reactor("status")))
                 demo.redelivery()
                 demo.poor_batch()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,16 +25,18 @@ Say = Callable[..., None]
 
 
 class Feedback:
-    def __init__(self, services: Any, blob_service: Any, say: Say, holdout: Path) -> None:
-        self.services, self.blob_service, self.say = services, blob_service, say
+    def __init__(self, services: Any, blob_service: Any, say: Say, holdout: Path,
+                 wait_for: Callable[..., Any]) -> None:
+        self.services, self.blob_service, self.say, self.wait_for = services, blob_service, say, wait_for
         with holdout.open(newline="") as f:
             self._targets = {_key(r): float(r["y"]) for r in csv.DictReader(f)}
 
     def late_labels(self, version: str = "1", timeout: float = 60.0) -> dict[str, Any]:
         """Wait for collected production requests, label some, upload them, wait for the live quality."""
         settings = self.services.settings
-        seen = self._wait(lambda: self._collected(version) if len(self._collected(version)) >= LABELLED else None,
-                          timeout, f"{LABELLED} collected production requests of {MODEL}:{version}")
+        seen = self.wait_for(f"{LABELLED} collected production requests of {MODEL}:{version}",
+                             lambda: self._collected(version) if len(self._collected(version)) >= LABELLED else None,
+                             timeout)
         self.say(f"inference data collected from {PROD}", f"{len(seen)} requests of {MODEL}:{version} so far in "
                  f"{settings.collect_container}/modelDataCollector/{PROD}/.../model_inputs|model_outputs/yyyy/MM/dd/HH/")
         rows = [(i.request_id, self._targets[_key_of(i.inputs[0])]) for i in seen[:LABELLED]
@@ -51,7 +52,7 @@ class Feedback:
         container.upload_blob(name, body.getvalue().encode(), overwrite=True)
         self.say(f"labels arrived for {len(rows)} earlier production requests (+{len(UNKNOWN)} unknown ids)",
                  f"{settings.labels_container}/{name}")
-        quality = self._wait(lambda: self._quality(version, len(rows)), timeout, "the live quality")
+        quality = self.wait_for("the live quality", lambda: self._quality(version, len(rows)), timeout)
         self.say(f"live quality of {MODEL}:{version}: RMSE {quality['rmse']:.2f}, MAE {quality['mae']:.2f} over "
                  f"{quality['n']} labelled predictions", f"(window {settings.live_quality_window_hours} h)")
         joined = [r for r in self.services.ledger.audit_records() if r["action"] == "labels.joined"]
@@ -68,16 +69,6 @@ class Feedback:
     def _quality(self, version: str, expected: int) -> dict[str, Any] | None:
         q = self.services.quality.live_quality(MODEL, version)
         return q if q["n"] >= expected else None
-
-    @staticmethod
-    def _wait(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = probe()
-            if found:
-                return found
-            time.sleep(0.5)
-        raise TimeoutError(f"demo: no {what} within {timeout:.0f} s")
 
 
 def _key(row: dict[str, str]) -> tuple[float, ...]:

@@ -16,13 +16,13 @@ its JSON path, and all of them at once.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from core.feedback.drift import Thresholds
+from core.json_setting import per_model
 
 SETTING = "REACTOR_DRIFT_MONITORS"
 SIGNALS = ("model-monitoring", "data-drift")
@@ -52,14 +52,9 @@ class DriftMonitor:
 
 def parse_monitors(text: str) -> tuple[dict[str, DriftMonitor], list[str]]:
     """(monitors by model, problems). Empty text: no model is checked."""
-    if not text.strip():
-        return {}, []
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        return {}, [f"{SETTING} is not valid JSON: {exc}"]
-    if not isinstance(doc, Mapping):
-        return {}, [f"{SETTING} must be a JSON object of model name -> monitor"]
+    doc, problems = per_model(text, SETTING, "monitor")
+    if problems:
+        return {}, problems
     monitors, problems = {}, []
     for model, raw in doc.items():
         monitor, found = _monitor(str(model), raw)

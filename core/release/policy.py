@@ -14,11 +14,12 @@ as skipped. Every problem is reported with its JSON path, and all of them at onc
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from core.json_setting import per_model
 
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 # Azure ML endpoint names: 3-32 characters, a letter first, letters, digits and hyphens.
@@ -72,16 +73,10 @@ _TOP = {"match_tags", "qa_endpoint", "prod_endpoint", "approval", "approval_time
 
 def parse_release_policies(text: str) -> tuple[dict[str, ReleasePolicy], list[str]]:
     """(policies by model, problems). Empty text: nothing is released automatically."""
-    if not text.strip():
-        return {}, []
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        return {}, [f"{SETTING} is not valid JSON: {exc}"]
-    if not isinstance(doc, Mapping):
-        return {}, [f"{SETTING} must be a JSON object of model name -> release policy"]
+    doc, problems = per_model(text, SETTING, "release policy")
+    if problems:
+        return {}, problems
     policies: dict[str, ReleasePolicy] = {}
-    problems: list[str] = []
     for model, raw in doc.items():
         p = _Parse(f"{SETTING}.{model}")
         policy = p.policy(str(model), raw)
