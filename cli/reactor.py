@@ -163,7 +163,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"reactor: {args.id!r} is not a dead letter id (function/key, as `reactor deadletters` lists)",
               file=sys.stderr)
         return 2
-    return _show(args, "POST", f"deadletters/{quote(function)}/{quote(key)}/replay", _table(tables.replay_rows))
+    return _show(args, "POST", f"deadletters/{_segment(function)}/{_segment(key)}/replay", _table(tables.replay_rows))
 
 
 def cmd_releases(args: argparse.Namespace) -> int:
@@ -172,14 +172,19 @@ def cmd_releases(args: argparse.Namespace) -> int:
     return _show(args, "GET", "releases", _table(tables.release_rows), params)
 
 
+def _segment(value: str) -> str:
+    """One path segment, every reserved character percent-encoded (the host decodes it before routing).
+    A `/` becomes %2F, which Azure still treats as a separator: ids never contain one."""
+    return quote(value, safe="")
+
+
 def _release_path(rid: str) -> str | None:
     """``releases/MODEL:VERSION``, or None (reported) when ``rid`` is not a release id."""
     model, sep, version = rid.rpartition(":")
     if not sep or not model or not version:
         print(f"reactor: {rid!r} is not a release id (MODEL:VERSION, as `reactor releases` lists)", file=sys.stderr)
         return None
-    # The colon stays as it is: it is legal in a path segment, and hosts differ in decoding %3A.
-    return f"releases/{quote(rid, safe=':')}"
+    return f"releases/{_segment(rid)}"
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -200,7 +205,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    return _call(args, "POST", f"models/{quote(args.model, safe='')}/rollback", {"reason": args.reason})
+    return _call(args, "POST", f"models/{_segment(args.model)}/rollback", {"reason": args.reason})
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -208,7 +213,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
         body = {"matchers": args.matchers, "duration": args.duration, "comment": args.comment}
         return _call(args, "POST", "silences", body)
     if args.action == "expire":
-        return _call(args, "DELETE", f"silences/{quote(args.id)}")
+        return _call(args, "DELETE", f"silences/{_segment(args.id)}")
     params = {"expired": "true"} if args.expired else None
     return _show(args, "GET", "silences", _table(tables.silence_rows), params)
 
