@@ -24,6 +24,9 @@ the field at fault and exits non-zero (1; 2 for arguments rejected before any re
 
 A deployed app is reached with ``--url`` and a function key in ``$REACTOR_KEY``; against the
 local host the key defaults to the first of ``LOCAL_FUNCTION_KEYS`` in the local settings.
+With App Service authentication on, roles come from an Entra ID token in ``$REACTOR_TOKEN``
+(``az account get-access-token --resource api://<client id> --query accessToken -o tsv``), sent
+as ``Authorization: Bearer`` beside the key (the Functions host still checks the key).
 """
 
 from __future__ import annotations
@@ -91,6 +94,15 @@ def _key() -> str:
     return pairs.split(",")[0].partition(":")[2].strip()
 
 
+def _headers() -> dict[str, str]:
+    """The function key, and with Easy Auth an Entra ID token ($REACTOR_TOKEN) that carries the roles."""
+    headers = {"x-functions-key": _key()}
+    token = os.environ.get("REACTOR_TOKEN", "").strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
              params: dict[str, str] | None = None) -> tuple[int, Any]:
     """(exit code, payload): 0 and the JSON answer, or 1 with the problem already printed."""
@@ -98,7 +110,7 @@ def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, A
 
     try:
         resp = requests.request(method, f"{args.url.rstrip('/')}/api/{path}", json=body, params=params, timeout=60,
-                                headers={"x-functions-key": _key()})
+                                headers=_headers())
     except requests.RequestException as exc:
         print(f"reactor: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1, None
