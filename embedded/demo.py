@@ -30,6 +30,7 @@ from typing import Any
 
 import requests
 
+from embedded.demo_evidence import collect as collect_evidence
 from embedded.demo_release import RELEASE_POLICY, Releases
 
 T0 = time.monotonic()
@@ -243,6 +244,7 @@ def _run_stack(receiver: Any) -> None:
                 releases.stop()
             demo.alert_round_trip(receiver)
             demo.timeline()
+            collect_evidence(stack.url, services, receiver)
             print("\n$ reactor status")
             print(releases.reactor("status"))
             say("dashboard (while the stack runs, e.g. under make dev)",
