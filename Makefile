@@ -8,13 +8,14 @@ STAMP_NODE := node_modules/.installed
 # checkov pins packaging<24 and pytest needs >=24: it lives in a venv of its own, run as a command.
 STAMP_CHECKOV := .venv-checkov/.installed
 
-.PHONY: help setup browser test lint typecheck unit demo dev bench clean
+.PHONY: help setup browser test lint typecheck unit demo dev bench soak clean
 
 help:
 	@echo "make test   - install everything, lint, type-check and run the whole test suite"
 	@echo "make demo   - install everything and run the end-to-end demo (stops by itself)"
 	@echo "make dev    - install everything and run the local stack on http://127.0.0.1:7071 (Ctrl-C stops)"
-	@echo "make bench  - performance figures (cold start, intake, table writes, burst coalescing)"
+	@echo "make bench  - performance figures (cold start, intake, table writes, burst coalescing, host RSS)"
+	@echo "make soak   - long reliability runs: SIGKILL the host in SOAK_RUNS (50) release cycles; 10,000-event replay"
 
 setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
 
@@ -69,6 +70,14 @@ bench: setup
 	$(PY) bench/release.py
 	$(PY) bench/publish.py
 	$(PY) bench/collect.py
+	$(PY) bench/host_rss.py
+
+# Not part of `make test`: the crash soak takes ~35 s per run, the replay ~10 min (2-core machine).
+# The files are not named test_*, so only this target collects them. SOAK_RUNS, SOAK_SEED and
+# SOAK_STREAM_EVENTS tune them.
+SOAK_RUNS ?= 50
+soak: setup
+	SOAK_RUNS=$(SOAK_RUNS) $(VENV)/bin/pytest -q -s tests/soak/soak_crash.py tests/soak/soak_replay.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .azurite .pytest_cache .mypy_cache .ruff_cache

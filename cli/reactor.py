@@ -24,6 +24,9 @@ the field at fault and exits non-zero (1; 2 for arguments rejected before any re
 
 A deployed app is reached with ``--url`` and a function key in ``$REACTOR_KEY``; against the
 local host the key defaults to the first of ``LOCAL_FUNCTION_KEYS`` in the local settings.
+With App Service authentication on, roles come from an Entra ID token in ``$REACTOR_TOKEN``
+(``az account get-access-token --resource api://<client id> --query accessToken -o tsv``), sent
+as ``Authorization: Bearer`` beside the key (the Functions host still checks the key).
 """
 
 from __future__ import annotations
@@ -91,6 +94,15 @@ def _key() -> str:
     return pairs.split(",")[0].partition(":")[2].strip()
 
 
+def _headers() -> dict[str, str]:
+    """The function key, and with Easy Auth an Entra ID token ($REACTOR_TOKEN) that carries the roles."""
+    headers = {"x-functions-key": _key()}
+    token = os.environ.get("REACTOR_TOKEN", "").strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
              params: dict[str, str] | None = None) -> tuple[int, Any]:
     """(exit code, payload): 0 and the JSON answer, or 1 with the problem already printed."""
@@ -98,7 +110,7 @@ def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, A
 
     try:
         resp = requests.request(method, f"{args.url.rstrip('/')}/api/{path}", json=body, params=params, timeout=60,
-                                headers={"x-functions-key": _key()})
+                                headers=_headers())
     except requests.RequestException as exc:
         print(f"reactor: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1, None
@@ -163,7 +175,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"reactor: {args.id!r} is not a dead letter id (function/key, as `reactor deadletters` lists)",
               file=sys.stderr)
         return 2
-    return _show(args, "POST", f"deadletters/{quote(function)}/{quote(key)}/replay", _table(tables.replay_rows))
+    return _show(args, "POST", f"deadletters/{_segment(function)}/{_segment(key)}/replay", _table(tables.replay_rows))
 
 
 def cmd_releases(args: argparse.Namespace) -> int:
@@ -172,14 +184,19 @@ def cmd_releases(args: argparse.Namespace) -> int:
     return _show(args, "GET", "releases", _table(tables.release_rows), params)
 
 
+def _segment(value: str) -> str:
+    """One path segment, every reserved character percent-encoded (the host decodes it before routing).
+    A `/` becomes %2F, which Azure still treats as a separator: ids never contain one."""
+    return quote(value, safe="")
+
+
 def _release_path(rid: str) -> str | None:
     """``releases/MODEL:VERSION``, or None (reported) when ``rid`` is not a release id."""
     model, sep, version = rid.rpartition(":")
     if not sep or not model or not version:
         print(f"reactor: {rid!r} is not a release id (MODEL:VERSION, as `reactor releases` lists)", file=sys.stderr)
         return None
-    # The colon stays as it is: it is legal in a path segment, and hosts differ in decoding %3A.
-    return f"releases/{quote(rid, safe=':')}"
+    return f"releases/{_segment(rid)}"
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -200,7 +217,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    return _call(args, "POST", f"models/{quote(args.model, safe='')}/rollback", {"reason": args.reason})
+    return _call(args, "POST", f"models/{_segment(args.model)}/rollback", {"reason": args.reason})
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -208,7 +225,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
         body = {"matchers": args.matchers, "duration": args.duration, "comment": args.comment}
         return _call(args, "POST", "silences", body)
     if args.action == "expire":
-        return _call(args, "DELETE", f"silences/{quote(args.id)}")
+        return _call(args, "DELETE", f"silences/{_segment(args.id)}")
     params = {"expired": "true"} if args.expired else None
     return _show(args, "GET", "silences", _table(tables.silence_rows), params)
 

@@ -7,6 +7,9 @@ Anything that fails validation, and any handler error, becomes a dead letter hol
 raw payload and the reason, so it can be replayed; the delivery is still answered as
 received, because it *is* recorded. Only when the ledger itself is unreachable does an
 error escape, so that Event Grid redelivers: then there is nowhere to record it.
+An event whose claim another delivery still holds under its lease comes back as ``in_flight``:
+the Event Grid functions fail that delivery (``EventInFlight``), because that holder may have
+died with its host and only a redelivery after the lease can take the claim over.
 """
 
 from __future__ import annotations

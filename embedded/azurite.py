@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -21,9 +22,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def account_key() -> str:
+    """The key Azurite checks: the development account's in ``AZURITE_ACCOUNTS`` (Azurite's own
+    setting, ``name:key``, inherited by the child process), else the well-known one."""
+    name, _, keys = os.environ.get("AZURITE_ACCOUNTS", "").split(";")[0].partition(":")
+    return keys.split(":")[0] if name == ACCOUNT and keys else ACCOUNT_KEY
+
+
 def connection_string(blob: int, queue: int, table: int) -> str:
     base = f"http://127.0.0.1:{{}}/{ACCOUNT}"
-    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={account_key()};"
             f"BlobEndpoint={base.format(blob)};QueueEndpoint={base.format(queue)};"
             f"TableEndpoint={base.format(table)};")
 

@@ -40,6 +40,7 @@ import requests
 from embedded import demo_events
 from embedded.demo_alerts import ALERT_RULES, MetricAlert
 from embedded.demo_drift import DRIFT_SETTINGS, drift_and_retrain
+from embedded.demo_evidence import collect as collect_evidence
 from embedded.demo_feedback import Feedback, live_quality_table
 from embedded.demo_release import RELEASE_POLICY, Releases
 
@@ -263,6 +264,7 @@ def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
                 releases.stop()
             demo.alert_round_trip(receiver)
             demo.timeline()
+            collect_evidence(stack.url, services, receiver)
             print("\n$ reactor status")
             print(releases.reactor("status"))
             say("dashboard (while the stack runs, e.g. under make dev)",

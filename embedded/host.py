@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import azure.functions as func
 from azure.functions import meta
@@ -103,6 +103,10 @@ class LocalHost:
     # -- HTTP functions -------------------------------------------------------------------
     def http(self, method: str, path: str, url: str, headers: Mapping[str, str], query: Mapping[str, str],
              body: bytes) -> func.HttpResponse:
+        # As in Azure, the path is percent-decoded before routes are matched: `diabetes%3A1` is
+        # `diabetes:1`, and `%2F` becomes a segment separator (so `{id}` never holds a slash;
+        # azure-functions-host#5619, #9290). Only `{*rest}` can carry one.
+        path = unquote(path)
         route, params, path_known = self.index.find_route(method, path)
         if route is None:
             if path_known:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import azure.functions as func
 
 from core import bootstrap
+from core.errors import EventInFlight
 from functions.triggers import event_payload
 
 bp = func.Blueprint()
 
 
 def _deliver(function: str, event: func.EventGridEvent) -> None:
-    bootstrap.services().intake.receive(function, event_payload(event))
+    receipt = bootstrap.services().intake.receive(function, event_payload(event))
+    if receipt.status == "in_flight":  # fail the delivery: Event Grid comes back after the claim's lease
+        raise EventInFlight(function, receipt.event_id)
 
 
 @bp.function_name("on_blob_created")

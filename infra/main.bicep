@@ -191,6 +191,18 @@ param alertOnlineEndpointName string = ''
 @minValue(1)
 param alertLatencyThresholdMs int = 1000
 
+@description('Turn on App Service authentication (Easy Auth) with Microsoft Entra ID (modules/easy-auth.bicep): admin roles (approver, operator) then come from the signed-in caller\'s app roles. Off: nobody holds a role in Azure (approve, reject, rollback, silences and replay answer 403).')
+param enableEasyAuth bool = false
+
+@description('Application (client) id of the Entra ID app registration of the app (only with enableEasyAuth; docs/deploy.md).')
+param easyAuthClientId string = ''
+
+@description('Entra ID tenant of that app registration (only with enableEasyAuth).')
+param easyAuthTenantId string = tenant().tenantId
+
+@description('Name of the Key Vault secret holding the app registration\'s client secret, for the browser sign-in flow (only with enableEasyAuth). Empty: only bearer tokens presented by callers are accepted.')
+param easyAuthClientSecretName string = ''
+
 var allTags = union(tags, {
   application: 'mlops-reactor'
   environment: environmentName
@@ -375,8 +387,9 @@ var reactorSettings = {
   REACTOR_ALERTS_METRICS_ENDPOINT: 'https://${location}.metrics.monitor.azure.com'
   REACTOR_ALERTS_MAX_CONCURRENCY: string(alertsMaxConcurrency)
   // Admin roles come only from App Service authentication (Easy Auth) in Azure: the app cannot
-  // see which function key a caller used, so a key never grants a role there.
-  REACTOR_EASY_AUTH: 'true'
+  // see which function key a caller used, so a key never grants a role there. true only when
+  // Easy Auth is configured below: without it a client could send X-MS-CLIENT-PRINCIPAL itself.
+  REACTOR_EASY_AUTH: string(enableEasyAuth)
   REACTOR_ROLE_MAP: ''
   // Azure ML through the app's identity (AzureML Data Scientist on the workspace, ml-access.bicep).
   REACTOR_ML_PLATFORM: 'azure'
@@ -410,6 +423,10 @@ var reactorSettings = {
 // or at once on a restart).
 var reactorSecretSettings = {}
 
+// Easy Auth reads the client secret from the app setting MICROSOFT_PROVIDER_AUTHENTICATION_SECRET
+// (a Key Vault reference, never a value).
+var useEasyAuthSecret = enableEasyAuth && !empty(easyAuthClientSecretName)
+
 module appSettings 'modules/app-settings.bicep' = {
   name: 'app-settings'
   params: {
@@ -418,11 +435,27 @@ module appSettings 'modules/app-settings.bicep' = {
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     reactorSettings: reactorSettings
     reactorSecretSettings: reactorSecretSettings
+    platformSecretSettings: useEasyAuthSecret ? {
+      MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${easyAuthClientSecretName})'
+    } : {}
   }
   dependsOn: [
     roles
     mlAccess
     eventsTopic
+  ]
+}
+
+module easyAuth 'modules/easy-auth.bicep' = if (enableEasyAuth) {
+  name: 'easy-auth'
+  params: {
+    functionAppName: functionApp.outputs.name
+    clientId: easyAuthClientId
+    tenantId: easyAuthTenantId
+    clientSecretSettingName: useEasyAuthSecret ? 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET' : ''
+  }
+  dependsOn: [
+    appSettings
   ]
 }
 
@@ -492,3 +525,4 @@ output mlSystemTopicResourceGroup string = mlTopicResourceGroup
 output eventsTopicName string = eventsTopic.outputs.name
 output eventsTopicEndpoint string = eventsTopic.outputs.endpoint
 output eventSubscriptionsDeployed bool = deployEventSubscriptions
+output easyAuthEnabled bool = enableEasyAuth

@@ -4,7 +4,8 @@ Two sources, chosen by a setting:
 
 * Easy Auth on (production): App Service authentication validates the caller and passes the
   principal as ``X-MS-CLIENT-PRINCIPAL`` (base64 JSON with ``claims`` [{typ, val}]). The
-  front end overwrites these headers, so what arrives was issued by it.
+  front end overwrites these headers, so what arrives was issued by it. It lets callers without
+  a token through (infra/modules/easy-auth.bicep): they are key holders without a role.
 * Easy Auth off (local host): the host checked the function key and names it in
   ``X-Reactor-Key-Name`` (it drops any such header a client sent); ``REACTOR_ROLE_MAP``
   gives each key name its roles. In Azure the app never learns which key was used, so a key
@@ -80,6 +81,11 @@ class Principal:
 def identify(headers: Mapping[str, str], config: AuthConfig) -> Principal:
     """The caller of an admin request (headers as the host passed them, names case-insensitive)."""
     raw = headers.get(PRINCIPAL, "")
+    if config.easy_auth and not raw:
+        # Easy Auth lets unauthenticated callers through (Event Grid, alerts, scripts with a key):
+        # the host checked the key, and a key holds no role in Azure. X-Reactor-Key-Name is not
+        # read here: only the local host sets it, so in Azure a client could have sent it.
+        return Principal("function-key", frozenset(), "key")
     if config.easy_auth:
         return _from_principal(raw, headers.get(PRINCIPAL_NAME, ""))
     if raw:

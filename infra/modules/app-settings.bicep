@@ -15,6 +15,9 @@ param reactorSettings object
 @description('Secret settings of the app: name -> Key Vault reference (@Microsoft.KeyVault(...)).')
 param reactorSecretSettings object
 
+@description('Secret settings the platform itself reads (the Easy Auth client secret): name -> Key Vault reference.')
+param platformSecretSettings object = {}
+
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
 }
@@ -30,7 +33,7 @@ var runtimeSettings = {
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // Checkov reads every Microsoft.Web/sites/config resource as the 'web' site configuration; this
   // one is the 'appsettings' name/value list, so the checks skipped here do not apply to it.
-  // checkov:skip=CKV_AZURE_13:Not a site configuration (appsettings list). App Service Authentication would also block Event Grid webhook deliveries, which authenticate with the eventgrid_extension system key; HTTP functions use function keys.
+  // checkov:skip=CKV_AZURE_13:Not a site configuration (appsettings list). App Service Authentication is configured by easy-auth.bicep (authsettingsV2, enableEasyAuth), letting key-only callers such as Event Grid through.
   // checkov:skip=CKV_AZURE_63:Not a site configuration (appsettings list). App Service HTTP logs are file-system logs of web apps; the Functions host sends requests, traces and failures to Application Insights.
   parent: site
   // checkov:skip=CKV_AZURE_65:Not a site configuration (appsettings list). Detailed error pages are a web app feature; function failures are traced in Application Insights.
@@ -39,5 +42,5 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_88:Not a site configuration (appsettings list). Flex Consumption reads the package from a blob container and mounts no Azure Files share.
   name: 'appsettings'
   // checkov:skip=CKV_AZURE_222:Not a site configuration (appsettings list); public network access of the site is explained in functionapp.bicep.
-  properties: union(runtimeSettings, reactorSettings, reactorSecretSettings)
+  properties: union(runtimeSettings, reactorSettings, reactorSecretSettings, platformSecretSettings)
 }

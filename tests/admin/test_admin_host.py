@@ -223,3 +223,16 @@ def test_whoever_requested_a_model_may_not_approve_its_release(admin_host, admin
     resp = admin_host.call("POST", f"releases/{rid}/approve", KEYS["lead"])
     assert resp.status_code == 403 and "separation of duties" in resp.json()["detail"]
     assert admin_host.call("POST", f"releases/{rid}/approve", MASTER).status_code == 200
+
+
+def test_a_percent_encoded_release_id_is_decoded_as_azure_does(admin_host, admin_services) -> None:
+    """`diabetes%3A1` is `diabetes:1` on the real host; so it must be on ours (and the CLI sends it so)."""
+    rid = seed_release(admin_services, "21")
+    encoded = rid.replace(":", "%3A")
+    shown = admin_host.call("GET", f"releases/{encoded}", KEYS["default"])
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["id"] == rid
+    approved = admin_host.call("POST", f"releases/{encoded}/approve", KEYS["lead"], json={})
+    assert approved.status_code == 200 and approved.json()["state"] == "approved"
+    # %2F separates segments in Azure too: the id never reaches the function whole.
+    assert admin_host.call("GET", f"releases/{OTHER}%2F21%3A1", KEYS["default"]).status_code == 404

@@ -122,3 +122,14 @@ def test_rollback_refusals(run, pending_release) -> None:
     assert code == 1 and "Conflict" in err and "no previous production deployment" in err
     code, _, err = run("rollback", "no-such-model", "--reason", "p95 up")
     assert code == 1 and "Not found" in err
+
+
+def test_ids_are_quoted_into_one_path_segment(run, admin_services) -> None:
+    # Unquoted, '#' would end the path and '?' start a query: the host would see another route.
+    code, _, err = run("release", "diabetes#x?y:7")
+    assert code == 1 and "Not found" in err and "diabetes#x?y:7" in err
+    rid = seed_release(admin_services, "22")
+    code, out, err = run("approve", rid, key=KEYS["lead"])
+    assert code == 0 and "approved" in out, err
+    code, _, err = run("silence", "expire", "no-such#silence")
+    assert code == 1 and "no silence no-such#silence" in err

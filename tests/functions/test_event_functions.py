@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
@@ -14,6 +15,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 
 import function_app
 from core.bootstrap import Services
+from core.errors import EventInFlight
 from core.ledger import DeadLetter, event_key
 from tests.payloads import FUNCTION_OF, SAMPLES, sample, to_cloudevent
 
@@ -59,10 +61,14 @@ def test_duplicates_make_one_record(services: Services) -> None:
 def test_concurrent_deliveries_of_one_event_process_once(services: Services) -> None:
     raw = sample("BlobCreated")
     barrier = threading.Barrier(4)
+    told_to_retry: list[EventInFlight] = []
 
     def deliver() -> None:
         barrier.wait()
-        USER_FUNCTIONS["on_blob_created"](decoded(raw))
+        try:
+            USER_FUNCTIONS["on_blob_created"](decoded(raw))
+        except EventInFlight as exc:  # a loser that saw the winner still at work: Event Grid retries it
+            told_to_retry.append(exc)
 
     threads = [threading.Thread(target=deliver) for _ in range(4)]
     for t in threads:
@@ -72,6 +78,29 @@ def test_concurrent_deliveries_of_one_event_process_once(services: Services) -> 
     actions = [a["action"] for a in services.ledger.audit_records({"event_id": raw["id"]})]
     assert actions.count("event.processed") == 1
     assert len(actions) == 4
+    assert len(told_to_retry) == actions.count("event.in_flight")
+
+
+def test_an_event_claimed_by_a_dead_delivery_fails_until_the_lease_runs_out_then_is_processed(
+        services: Services) -> None:
+    """A host that died mid-event leaves its claim under lease: a redelivery then must not be
+    answered 2xx (Event Grid would stop retrying and the event would never be processed)."""
+    raw = sample("ModelRegistered")
+    function = "on_model_registered"
+    key = event_key(str(raw["topic"]), str(raw["eventType"]), raw["id"])
+    claim = services.ledger.claim(function, key, {"event_id": raw["id"]}, "the-delivery-that-died")
+    assert claim.state == "won"
+    with pytest.raises(EventInFlight):
+        USER_FUNCTIONS[function](decoded(raw))
+    assert (record(services, function, raw) or {})["status"] == "processing"
+    expired = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    entity = services.ledger.event_record(function, key)
+    assert entity is not None
+    services.store.update(services.ledger.events_table, function, key, {"lease_until": expired}, entity.etag)
+    USER_FUNCTIONS[function](decoded(raw))  # Event Grid's next retry, after the lease
+    assert (record(services, function, raw) or {})["status"] == "done"
+    actions = [a["action"] for a in services.ledger.audit_records({"event_id": raw["id"]})]
+    assert actions.count("event.processed") == 1 and actions.count("event.in_flight") == 1
 
 
 @pytest.mark.parametrize(("mutate", "field"), [

@@ -40,13 +40,14 @@ POLICY = {MODEL: {"qa_endpoint": "diabetes-qa", "prod_endpoint": PROD, "approval
 
 
 class World:
-    def __init__(self, azurite: Any, tmp: Path) -> None:
+    def __init__(self, azurite: Any, tmp: Path, env: dict[str, str] | None = None, watch: bool = False) -> None:
         self.env = base_env(azurite.connection_string, unique_prefix())
         self.env.update(REACTOR_RELEASE_POLICIES=json.dumps(POLICY), REACTOR_RELEASE_TICK_SCHEDULE="*/1 * * * * *",
-                        REACTOR_CLAIM_LEASE_SECONDS="5", REACTOR_LOG_LEVEL="WARNING")
+                        REACTOR_CLAIM_LEASE_SECONDS="5", REACTOR_LOG_LEVEL="WARNING", **(env or {}))
         self.control = ServingProcess(self.env, log_path=tmp / "serving.log").start()
         self.env["REACTOR_LOCAL_SERVING_URL"] = self.control.url
-        self.host = HostProcess(self.env)
+        self.watch = watch  # the blob watcher, for runs that retrain from uploaded data (tests/soak)
+        self.host = HostProcess(self.env, watch=watch)
         blobs = AzureBlobStore.from_connection(azurite.connection_string)
         store = TableStateStore.from_connection(azurite.connection_string)
         prefix = self.env["REACTOR_TABLE_PREFIX"]
@@ -73,7 +74,7 @@ class World:
     def kill_and_restart_host(self) -> None:
         self.host.proc.send_signal(signal.SIGKILL)
         self.host.proc.wait()
-        self.host = HostProcess(self.env)
+        self.host = HostProcess(self.env, watch=self.watch)
 
     def _traffic(self) -> None:
         """Production traffic, once the production endpoint exists."""

@@ -75,3 +75,49 @@ def test_function_keys_parse_and_identify() -> None:
     assert keys.allows("function", "1") and not keys.allows("admin", "1")
     with pytest.raises(ValueError):
         HostKeys.from_env({"LOCAL_MASTER_KEY": "m", "LOCAL_FUNCTION_KEYS": "broken"})
+
+
+def _echo_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.function_name("one")
+    @app.route(route="one/{id}", methods=["GET"])
+    def one(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(req.route_params["id"], status_code=200)
+
+    @app.function_name("one_action")
+    @app.route(route="one/{id}/{action}", methods=["GET"])
+    def one_action(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(f"{req.route_params['id']}|{req.route_params['action']}", status_code=200)
+
+    @app.function_name("rest")
+    @app.route(route="files/{*rest}", methods=["GET"])
+    def rest(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(req.route_params["rest"], status_code=200)
+
+    return app
+
+
+@pytest.mark.parametrize(("path", "status", "text"), [
+    ("one/diabetes%3A1", 200, "diabetes:1"),
+    ("one/diabetes:1", 200, "diabetes:1"),
+    ("one/caf%C3%A9%20latte", 200, "caf\u00e9 latte"),
+    ("one/a+b", 200, "a+b"),  # in a path `+` is a plus, not a space
+    ("one/100%25", 200, "100%"),
+    # Azure decodes %2F before matching: it separates segments, as a literal slash would
+    # (azure-functions-host#5619, #9290), so a one-segment parameter never holds a slash.
+    ("one/a%2Fb", 200, "a|b"),
+    ("one/a%2Fb%2Fc", 404, ""),
+    ("files/a%2Fb/c%3Ad", 200, "a/b/c:d"),
+])
+def test_route_parameters_are_percent_decoded_as_in_azure(path: str, status: int, text: str) -> None:
+    server = HostServer(LocalHost(_echo_app(), KEYS), port=0).start()
+    try:
+        resp = requests.get(f"{server.url}/api/{path}", timeout=5)
+    finally:
+        server.stop()
+    assert resp.status_code == status, resp.text
+    if status == 200:
+        assert resp.content.decode("utf-8") == text
+    else:
+        assert resp.headers["Content-Type"].startswith("application/problem+json")
