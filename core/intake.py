@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import reprlib
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +49,9 @@ FUNCTION_EVENTS: dict[str, tuple[type[Event], ...]] = {
 }
 
 CORRELATION_TAG = "reactor_correlation_id"
+# Pauses (seconds) before looking again at an event another delivery holds: a concurrent copy of it
+# usually finishes within them, and then this delivery is a plain duplicate, not a failed batch.
+IN_FLIGHT_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 Status = Literal["processed", "duplicate", "in_flight", "dead_lettered", "failed"]
 
@@ -83,8 +87,10 @@ _log = get_logger("intake")
 
 class Intake:
     def __init__(self, ledger: Ledger, sources: SourcePolicy,
-                 handlers: Mapping[type[Event], EventHandler] | None = None) -> None:
+                 handlers: Mapping[type[Event], EventHandler] | None = None, *,
+                 in_flight_waits: Sequence[float] = IN_FLIGHT_WAITS) -> None:
         self._ledger = ledger
+        self._in_flight_waits = tuple(in_flight_waits)
         self._sources = sources
         self.handlers: dict[type[Event], EventHandler] = dict(handlers or {})
 
@@ -98,6 +104,11 @@ class Intake:
         correlation_id = _correlation_id(event)
         key = event_key(event.source, event.type, event.id)
         claim = self._ledger.claim(function, key, event.summary(), correlation_id, retry_failed=replay)
+        for pause in self._in_flight_waits:
+            if claim.state != "in_flight":
+                break
+            time.sleep(pause)
+            claim = self._ledger.recheck(function, key, retry_failed=replay)
         if claim.state != "won":
             return self._skip(function, event, claim, correlation_id)
         return self._run(function, raw, event, claim, correlation_id)

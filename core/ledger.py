@@ -116,6 +116,11 @@ class Ledger:
         except ConflictError:
             return self._contend(function, key, now, retry_failed)
 
+    def recheck(self, function: str, key: str, *, retry_failed: bool = False) -> Claim:
+        """Look again at a claim seen in flight: done by now (duplicate), still in flight, or taken
+        over by this caller once its lease ran out (won)."""
+        return self._contend(function, key, self._clock(), retry_failed)
+
     def _contend(self, function: str, key: str, now: datetime, retry_failed: bool) -> Claim:
         existing = self._store.get(self.events_table, function, key)
         if existing is None:  # deleted between our insert and read: treat as still in flight
