@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -39,6 +40,21 @@ def azurite() -> Iterator[Azurite]:
     server = Azurite.on_free_ports().start()
     yield server
     server.stop()
+
+
+def memory_or_azurite(request: pytest.FixtureRequest) -> tuple[Any, Any, str]:
+    """(state store, blob store, table prefix) for a test parametrised over ``memory`` (the
+    in-memory fakes) and ``azurite`` (real Table and Blob Storage, tables of the test's own)."""
+    from core.adapters.blob_store import AzureBlobStore
+    from core.adapters.table_store import TableStateStore
+    from tests.fakes import MemoryBlobStore, MemoryStateStore
+
+    if request.param == "memory":
+        return MemoryStateStore(), MemoryBlobStore(), "t"
+    env = request.getfixturevalue("env")
+    connection = env["REACTOR_STORAGE_CONNECTION"]
+    return (TableStateStore.from_connection(connection), AzureBlobStore.from_connection(connection),
+            env["REACTOR_TABLE_PREFIX"])
 
 
 @pytest.fixture

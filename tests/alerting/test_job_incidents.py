@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from core.adapters.blob_store import AzureBlobStore
-from core.adapters.table_store import TableStateStore
 from core.alerting import Alerting
 from core.alerting.rules import parse_alerting
 from core.alerting.sources import MemorySource
@@ -20,7 +18,8 @@ from core.ledger import Ledger
 from core.retrain_policy import parse_policies
 from core.retraining import Retraining
 from tests.alerting.kit import RecordingSink
-from tests.fakes import Clock, MemoryBlobStore, MemoryStateStore
+from tests.conftest import memory_or_azurite
+from tests.fakes import Clock
 from tests.payloads import sample
 from tests.unit.test_retraining import POLICY, RecordingPlatform
 
@@ -75,12 +74,7 @@ class World:
 
 @pytest.fixture(params=["memory", "azurite"])
 def world(request: pytest.FixtureRequest) -> World:
-    if request.param == "memory":
-        return World(MemoryStateStore(), MemoryBlobStore(), "t")
-    env = request.getfixturevalue("env")
-    connection = env["REACTOR_STORAGE_CONNECTION"]
-    return World(TableStateStore.from_connection(connection), AzureBlobStore.from_connection(connection),
-                 env["REACTOR_TABLE_PREFIX"])
+    return World(*memory_or_azurite(request))
 
 
 def test_failed_and_canceled_jobs_raise_incidents_and_the_next_completed_job_resolves_them(world):

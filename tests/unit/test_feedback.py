@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from core.adapters.blob_store import AzureBlobStore
-from core.adapters.table_store import TableStateStore
 from core.events import BlobCreated, parse_event
 from core.feedback import layout
 from core.feedback.collected import ReadStats, read_inferences
@@ -21,6 +20,7 @@ from core.feedback.quality import FILES, LiveQuality
 from core.intake import Intake
 from core.ledger import Ledger
 from core.sources import SourcePolicy
+from tests.conftest import memory_or_azurite
 from tests.fakes import Clock, MemoryBlobStore, MemoryStateStore
 from tests.payloads import sample
 
@@ -160,13 +160,7 @@ def test_a_bad_labels_file_is_refused_naming_the_line(data, problem):
 @pytest.fixture(params=["memory", "azurite"])
 def world(request):
     clock = Clock(T0 + timedelta(minutes=30))
-    if request.param == "memory":
-        store, blobs, prefix = MemoryStateStore(), MemoryBlobStore(), "t"
-    else:
-        env = request.getfixturevalue("env")
-        store = TableStateStore.from_connection(env["REACTOR_STORAGE_CONNECTION"])
-        blobs = AzureBlobStore.from_connection(env["REACTOR_STORAGE_CONNECTION"])
-        prefix = env["REACTOR_TABLE_PREFIX"]
+    store, blobs, prefix = memory_or_azurite(request)
     ledger = Ledger(store, blobs, prefix=prefix, container=f"{prefix}-internal", clock=clock, lease_seconds=60)
     quality = LiveQuality(store, blobs, ledger, prefix=prefix, labels_container="labels",
                           collect_container=COLLECT, lookback_hours=24, window_hours=24, clock=clock)

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from core.adapters.blob_store import AzureBlobStore
-from core.adapters.table_store import TableStateStore
 from core.errors import PreconditionFailed
 from core.events import parse_event
 from core.ledger import Ledger
 from core.release.policy import parse_release_policies
 from core.release.service import Conflict, Forbidden, NotFound, Releases, deployment_name
 from core.release.store import ReleaseStore
+from tests.conftest import memory_or_azurite
 from tests.fakes import Clock, FakeServing, MemoryBlobStore, MemoryStateStore
 from tests.payloads import sample
 
@@ -78,13 +77,8 @@ class World:
 
 @pytest.fixture(params=["memory", "azurite"])
 def world(request: pytest.FixtureRequest) -> World:
-    if request.param == "memory":
-        return World(MemoryStateStore(), MemoryBlobStore())
-    azurite = request.getfixturevalue("azurite")
-    from tests.conftest import unique_prefix
-
-    store = TableStateStore.from_connection(azurite.connection_string)
-    return World(store, AzureBlobStore.from_connection(azurite.connection_string), prefix=unique_prefix())
+    store, blobs, prefix = memory_or_azurite(request)
+    return World(store, blobs, prefix=prefix)
 
 
 def test_happy_path_qa_smoke_approval_canary_promotion(world: World) -> None:

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
-from core.adapters.blob_store import AzureBlobStore
-from core.adapters.table_store import TableStateStore
 from core.events import parse_event
 from core.ledger import Ledger
 from core.ml_platform import Job, ModelVersion, RetrainRequest
 from core.retrain_policy import parse_policies
 from core.retraining import Retraining
-from tests.fakes import Clock, MemoryBlobStore, MemoryStateStore
+from tests.conftest import memory_or_azurite
+from tests.fakes import Clock
 from tests.payloads import sample
 
 POLICY = {"diabetes": {"container": "data", "prefix": "diabetes/", "test_container": "data",
@@ -58,13 +57,7 @@ class RecordingPlatform:
 def world(request):
     """The same policy tests on the in-memory fake and on real Table Storage (Azurite)."""
     clock = Clock()
-    if request.param == "memory":
-        store, blobs, prefix = MemoryStateStore(), MemoryBlobStore(), "t"
-    else:
-        env = request.getfixturevalue("env")
-        store = TableStateStore.from_connection(env["REACTOR_STORAGE_CONNECTION"])
-        blobs = AzureBlobStore.from_connection(env["REACTOR_STORAGE_CONNECTION"])
-        prefix = env["REACTOR_TABLE_PREFIX"]
+    store, blobs, prefix = memory_or_azurite(request)
     ledger = Ledger(store, blobs, prefix=prefix, container=f"{prefix}-internal", clock=clock, lease_seconds=60)
     platform = RecordingPlatform()
     policies, problems = parse_policies(json.dumps(POLICY))
