@@ -10,10 +10,11 @@ after recovery). It is one row in the storage account, which both halves of the 
              ``HttpResponseError`` (status 500), what ``AzureMLPlatform`` lets through once the SDK's
              retries are spent; the serving control plane's endpoint routes answer 500, which
              ``LocalServing`` raises as ``RuntimeError`` like any 5xx
-    timeout  every call is carried out, but its answer comes ``hang_seconds`` late, past the
-             client's timeout (``LocalServing``'s is 10 s): the caller sees a timeout
-             (``ServiceResponseError`` from the guard, ``ConnectionError`` from ``LocalServing``) for
-             a change that did happen, the case where a retry duplicates work unless it is idempotent
+    timeout  every call is carried out, but its answer comes ``hang_seconds`` late. Past the
+             client's timeout (``LocalServing``'s and the guard's are 10 s; the default hang is 12 s)
+             the caller sees a timeout (``ServiceResponseError`` from the guard, ``ConnectionError``
+             from ``LocalServing``) for a change that did happen, the case where a retry duplicates
+             work unless it is idempotent; a shorter hang is a platform that is merely slow
 
 Set it with ``PUT /outage {"mode": "error", "seconds": 30}`` on the control plane (``{"mode": ""}``
 ends it early) or ``OutageSwitch.start``; it ends by itself after ``seconds``. Scoring (the
@@ -43,7 +44,8 @@ from core.ports import Clock, StateStore, utcnow
 MODES = ("error", "timeout")
 PARTITION, ROW = "outage", "platform"
 CACHE_SECONDS = 0.25
-DEFAULT_HANG = 12.0  # seconds: past LocalServing's 10 s client timeout
+DEFAULT_HANG = 12.0  # seconds: past the clients' timeout
+CLIENT_TIMEOUT = 10.0  # seconds the guard waits for an answer, as LocalServing does
 MAX_SECONDS = 3600.0
 _log = get_logger("local_outage")
 T = TypeVar("T")
@@ -132,9 +134,10 @@ class OutageGuard:
     """The MLPlatform port in front of the local platform, failing as Azure ML's API would in an outage.
     Only the port's calls are guarded: a job already running goes on (its steps are the platform's own)."""
 
-    def __init__(self, platform: MLPlatform, switch: OutageSwitch) -> None:
+    def __init__(self, platform: MLPlatform, switch: OutageSwitch, *, timeout: float = CLIENT_TIMEOUT) -> None:
         self._platform = platform
         self._switch = switch
+        self._timeout = timeout
 
     def submit_retraining(self, request: RetrainRequest) -> Job:
         return self._call(f"submit {request.job_name}", lambda: self._platform.submit_retraining(request))
@@ -159,6 +162,9 @@ class OutageGuard:
             error = HttpResponseError(message=f"(InternalServerError) the local ML platform is down: {what}")
             error.status_code = 500
             raise error
-        call()  # it reached the platform and was done; only the answer is lost
-        time.sleep(outage.hang_seconds)
-        raise ServiceResponseError(f"the local ML platform did not answer within {outage.hang_seconds:g} s: {what}")
+        answer = call()  # it reached the platform and was done; the answer is late
+        if outage.hang_seconds < self._timeout:
+            time.sleep(outage.hang_seconds)
+            return answer
+        time.sleep(self._timeout)
+        raise ServiceResponseError(f"the local ML platform did not answer within {self._timeout:g} s: {what}")

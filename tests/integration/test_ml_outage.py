@@ -155,3 +155,26 @@ def test_work_that_arrives_in_an_outage_is_done_once_after_it(outages: Outages, 
     assert not world.services.ledger.audit_records({"action": "event.failed"})
     assert not world.violations, world.violations[:3]
     assert world.statuses.get(200, 0) > 20 and not world.statuses.get(500), world.statuses
+
+
+def test_a_platform_slower_than_the_leases_dead_letters_nothing(outages: Outages) -> None:
+    """Answers 6 s late, within the clients' 10 s but past the 5 s lease on a release's work
+    (World's REACTOR_CLAIM_LEASE_SECONDS): two advances of one release overlap, and the one that
+    lost its lease must stand down, not fail the event that started it."""
+    world = outages.world
+    first = world.register()
+    wait_for("version 1 in production", lambda: world.release(first).state == "promoted", timeout=150)
+    late = outages.register_held()
+    outages.start("timeout", hang=6.0)
+    outages.deliver_held()
+    outages.new_data()
+    wait_for("the retraining job", outages.jobs, timeout=120)
+    outages.end()
+    wait_for(f"the release of version {late} to end", lambda: world.release(late).state not in ACTIVE_STATES,
+             timeout=240)
+    assert world.release(late).state == "promoted", world.release(late).timeline
+    wait_for("the retraining job to finish", outages.idle, timeout=180)
+    assert len(outages.jobs()) == 1 and len(outages.audit("retrain.started")) == 1
+    assert len(outages.audit("release.promoted", late)) == 1
+    assert list(world.services.ledger.dead_letters()) == [], "an outage is retried, not dead-lettered"
+    assert not world.violations, world.violations[:3]

@@ -87,10 +87,11 @@ def test_an_error_outage_refuses_with_a_500_and_ends_by_itself(switch: tuple[Out
 def test_a_timeout_outage_carries_the_call_out_and_loses_the_answer(switch: tuple[OutageSwitch, Clock]) -> None:
     outages, _clock = switch
     platform = Platform()
-    outages.start(Outage("timeout", NOW + timedelta(seconds=30), hang_seconds=0.0))
-    with pytest.raises(ServiceResponseError):
-        OutageGuard(platform, outages).submit_retraining(request())
+    outages.start(Outage("timeout", NOW + timedelta(seconds=30), hang_seconds=0.2))
+    with pytest.raises(ServiceResponseError, match=r"within 0\.1 s"):
+        OutageGuard(platform, outages, timeout=0.1).submit_retraining(request())
     assert platform.calls == ["submit retrain-m-1"], "the job exists: only its answer was lost"
+    assert OutageGuard(platform, outages, timeout=1).get_job("j") is None, "slow, but within the timeout"
     outages.start(None)
     assert outages.current() is None
 
