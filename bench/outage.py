@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.release.store import ACTIVE_STATES
 from embedded.azurite import Azurite
-from tests.integration.test_ml_outage import ENV, HANG, Outages
+from tests.integration.test_ml_outage import HANG, Outages, retrain_env, run_container
 from tests.integration.test_release_flow import World
 
 
@@ -61,13 +61,13 @@ def one_round(o: Outages, label: str, mode: str, outage_s: float) -> Round:
     if mode:
         o.start(mode, seconds=outage_s + 120)
     began = time.monotonic()
-    arrived = datetime.now(UTC)
+    since = datetime.now(UTC)  # the arrivals; with an outage, its end
     o.deliver_held()
     o.new_data()
     if mode:
         time.sleep(max(0.0, outage_s - (time.monotonic() - began)))
+        since = datetime.now(UTC)  # the switch goes off within the request below
         o.end()
-    since = datetime.now(UTC) if mode else arrived
     _wait(f"release {version} to end", lambda: world.release(version).state not in ACTIVE_STATES)
     release = world.release(version)
     if release.state != "promoted":
@@ -90,9 +90,10 @@ def main() -> None:
     azurite = Azurite.on_free_ports().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            world = World(azurite, Path(tmp), env=ENV)
+            container = run_container()
+            world = World(azurite, Path(tmp), env=retrain_env(container))
             try:
-                o = Outages(world, Path(tmp))
+                o = Outages(world, Path(tmp), container)
                 first = world.register()
                 _wait("version 1 in production", lambda: world.release(first).state == "promoted")
                 rounds = [one_round(o, "no outage", "", 0), one_round(o, "500 outage", "error", outage_s),

@@ -28,26 +28,31 @@ from core.adapters.table_store import TableStateStore
 from core.release.store import ACTIVE_STATES
 from embedded.blob_events import blob_created_event
 from ml.sample_data import write_batches, write_holdout
+from tests.conftest import unique_prefix
 from tests.integration.test_release_flow import MODEL, PROD, World
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 HANG = 11.0  # seconds the platform takes to answer in a timeout outage: past LocalServing's 10 s
-# The job's challenger must beat the champion by 90 %: it never does, so the job keeps the champion and
-# registers nothing, and the only release is the one of the ModelRegistered delivered in the outage.
-RETRAIN = {MODEL: {"container": "data", "prefix": "diabetes/", "test_container": "data",
-                   "test_blob": "holdout/diabetes.csv", "window_seconds": 1, "min_new_files": 1,
-                   "cooldown_seconds": 0, "metric": "rmse", "min_improvement": 0.9, "monitors": []}}
-ENV = {"REACTOR_RETRAIN_POLICIES": json.dumps(RETRAIN), "REACTOR_RETRAIN_TICK_SCHEDULE": "*/1 * * * * *",
-       "REACTOR_ML_PLATFORM": "local"}
+
+
+def retrain_env(container: str) -> dict[str, str]:
+    """Retraining from a container of the run's own (other tests train on everything under their
+    prefix). The challenger must beat the champion by 90 %: it never does, so the job keeps the
+    champion and registers nothing, and the only release is the one of the late ModelRegistered."""
+    policy = {MODEL: {"container": container, "prefix": "diabetes/", "test_container": container,
+                      "test_blob": "holdout/diabetes.csv", "window_seconds": 1, "min_new_files": 1,
+                      "cooldown_seconds": 0, "metric": "rmse", "min_improvement": 0.9, "monitors": []}}
+    return {"REACTOR_RETRAIN_POLICIES": json.dumps(policy), "REACTOR_RETRAIN_TICK_SCHEDULE": "*/1 * * * * *",
+            "REACTOR_ML_PLATFORM": "local"}
 
 
 class Outages:
     """A World and what an outage run does to it: hold a registration's events, switch the
     platform off and on, deliver new data, read what was recorded."""
 
-    def __init__(self, world: World, tmp: Path) -> None:
-        self.world, self.tmp = world, tmp
+    def __init__(self, world: World, tmp: Path, container: str) -> None:
+        self.world, self.tmp, self.container = world, tmp, container
         connection = world.env["REACTOR_STORAGE_CONNECTION"]
         self.store = TableStateStore.from_connection(connection)
         self.held: list[dict[str, Any]] = []
@@ -55,10 +60,9 @@ class Outages:
         self.registry = LocalMLPlatform(self.store, AzureBlobStore.from_connection(connection), self.held.extend,
                                         prefix=world.env["REACTOR_TABLE_PREFIX"], workdir=tmp)
         self.blobs = BlobServiceClient.from_connection_string(connection)
-        if not self.blobs.get_container_client("data").exists():
-            self.blobs.create_container("data")
+        self.blobs.create_container(container)
         holdout = write_holdout(tmp / "holdout").read_bytes()
-        self.blobs.get_blob_client("data", "holdout/diabetes.csv").upload_blob(holdout, overwrite=True)
+        self.blobs.get_blob_client(container, "holdout/diabetes.csv").upload_blob(holdout, overwrite=True)
         self.uploads = 0
 
     # -- the platform ------------------------------------------------------------------------
@@ -89,11 +93,11 @@ class Outages:
         self.uploads += 1
         [path] = write_batches(self.tmp / f"batch{self.uploads}", files=1, rows=80, seed=7)
         name = f"diabetes/outage/batch{self.uploads}.csv"
-        blob = self.blobs.get_blob_client("data", name)
+        blob = self.blobs.get_blob_client(self.container, name)
         info = blob.upload_blob(path.read_bytes(), overwrite=True)
-        event = blob_created_event(container="data", name=name, etag=str(info["etag"]), size=path.stat().st_size,
-                                   content_type="text/csv", url=blob.url, sequence=self.uploads,
-                                   when=datetime.now(UTC))
+        event = blob_created_event(container=self.container, name=name, etag=str(info["etag"]),
+                                   size=path.stat().st_size, content_type="text/csv", url=blob.url,
+                                   sequence=self.uploads, when=datetime.now(UTC))
         assert all(d.ok for d in EventGridEmulator(self.world.host.url).publish([event]))
 
     # -- what happened -------------------------------------------------------------------------
@@ -113,10 +117,15 @@ class Outages:
         return not s["window_id"] and not s["in_flight_job"]
 
 
+def run_container() -> str:
+    return f"outage-{unique_prefix()}"
+
+
 @pytest.fixture
 def outages(azurite: Any, tmp_path: Path) -> Any:
-    world = World(azurite, tmp_path, env=ENV)
-    yield Outages(world, tmp_path)
+    container = run_container()
+    world = World(azurite, tmp_path, env=retrain_env(container))
+    yield Outages(world, tmp_path, container)
     world.stop()
 
 
