@@ -24,19 +24,14 @@ from hypothesis import strategies as st
 
 from embedded.function_index import FunctionIndex, HttpRoute
 from tests.admin.conftest import KEYS, MASTER, AdminHost
+from tests.apps import load_function_app
 from tests.payloads import sample
 from tests.unit.test_fuzz_intake import json_values, mutated_samples
 
 pytestmark = pytest.mark.integration
 
 
-def _index() -> FunctionIndex:
-    import function_app
-
-    return FunctionIndex(function_app.app)
-
-
-INDEX = _index()
+INDEX = FunctionIndex(load_function_app("_fuzz_function_app"))
 ROUTES: list[tuple[HttpRoute, str]] = sorted(((r, m) for r in INDEX.routes for m in r.methods),
                                              key=lambda rm: (rm[0].template, rm[1]))
 EVENT_FUNCTIONS = sorted(INDEX.of_kind("eventGridTrigger"))
