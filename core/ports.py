@@ -49,9 +49,9 @@ class StateStore(Protocol):
         """Entities of one partition (or all), whose properties equal ``where``."""
         ...
 
-    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
-        """Entities of one partition whose RowKey sorts before ``below``, in RowKey order, at most
-        ``limit``: a range of the primary index (PartitionKey, RowKey), never a table scan."""
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int, above: str = "") -> Iterator[Entity]:
+        """Entities of one partition whose RowKey sorts before ``below`` (and after ``above``), in RowKey
+        order, at most ``limit``: a range of the primary index (PartitionKey, RowKey), never a table scan."""
         ...
 
     def delete(self, table: str, partition: str, row: str) -> None:

@@ -54,9 +54,9 @@ class MemoryStateStore:
             if all(entity.props.get(k) == v for k, v in (where or {}).items()):
                 yield entity
 
-    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int, above: str = "") -> Iterator[Entity]:
         rows = sorted((row, e) for (pk, row), e in self.tables.get(table, {}).items() if pk == partition)
-        yield from itertools.islice((e for row, e in rows if row < below), max(0, limit))
+        yield from itertools.islice((e for row, e in rows if row < below and (not above or row > above)), max(0, limit))
 
     def delete(self, table: str, partition: str, row: str) -> None:
         with self._lock:

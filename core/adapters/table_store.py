@@ -155,10 +155,11 @@ class TableStateStore:
         for item in found:
             yield _entity(item)
 
-    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
-        found = self._table(table).query_entities("PartitionKey eq @pk and RowKey lt @below",
-                                                  parameters={"pk": partition, "below": below},
-                                                  results_per_page=max(1, min(limit, 1000)))
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int, above: str = "") -> Iterator[Entity]:
+        query, params = "PartitionKey eq @pk and RowKey lt @below", {"pk": partition, "below": below}
+        if above:
+            query, params = query + " and RowKey gt @above", params | {"above": above}
+        found = self._table(table).query_entities(query, parameters=params, results_per_page=max(1, min(limit, 1000)))
         for item in itertools.islice(found, max(0, limit)):
             yield _entity(item)
 

@@ -44,9 +44,9 @@ class RecordingStore:
         self.reads.append(("query", table, partition))
         return self.inner.query(table, partition, where)
 
-    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int, above: str = "") -> Iterator[Entity]:
         self.reads.append(("query_rows", table, partition))
-        return self.inner.query_rows(table, partition, below=below, limit=limit)
+        return self.inner.query_rows(table, partition, below=below, limit=limit, above=above)
 
     def scans(self, table: str) -> int:
         return sum(1 for call, t, partition in self.reads if call == "query" and t == table and partition is None)
