@@ -206,7 +206,8 @@ class Ledger:
     def audit_rows(self, *, after: str, before: datetime, limit: int) -> list[Entity]:
         """Rows of the audit table whose id sorts after ``after`` and that were written before ``before``,
         oldest first, at most ``limit`` (``as_record`` reads one). A range of each day's partition,
-        never a scan; the claims' own records (``event.*``) are not among them."""
+        never a scan. The records a claim holds (``event.processed``, ``event.failed``) stay in the
+        events table, so they are not among them: no decision is such a record."""
         end = audit_stamp(before)
         day = datetime.strptime(after[:8], "%Y%m%d") if after[:8].isdigit() else before.replace(tzinfo=None)
         rows: list[Entity] = []
