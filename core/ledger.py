@@ -26,7 +26,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -203,17 +203,18 @@ class Ledger:
         rows += [_claim_record(e) for e in claims if e.props.get("action")]
         return sorted(rows, key=lambda r: str(r["id"]))
 
-    def audit_rows(self, *, after: str, before: datetime, limit: int) -> list[Entity]:
-        """Rows of the audit table whose id sorts after ``after`` and that were written before ``before``,
-        oldest first, at most ``limit`` (``as_record`` reads one). A range of each day's partition,
-        never a scan. The records a claim holds (``event.processed``, ``event.failed``) stay in the
-        events table, so they are not among them: no decision is such a record."""
+    def audit_rows(self, *, after: str, before: datetime, limit: int, actions: Sequence[str] = ()) -> list[Entity]:
+        """Rows of the audit table whose id sorts after ``after`` and that were written before ``before``
+        (and whose action starts with one of ``actions``), oldest first, at most ``limit`` (``as_record``
+        reads one). A range of each day's partition, never a scan. The records a claim holds
+        (``event.processed``, ``event.failed``) stay in the events table: they are not among them."""
+        prefixes = {"action": actions} if actions else None
         end = audit_stamp(before)
         day = datetime.strptime(after[:8], "%Y%m%d") if after[:8].isdigit() else before.replace(tzinfo=None)
         rows: list[Entity] = []
         while len(rows) < limit and day.strftime("%Y%m%d") <= end[:8]:
             rows += self._store.query_rows(self.audit_table, day.strftime("%Y%m%d"), above=after, below=end,
-                                           limit=limit - len(rows))
+                                           limit=limit - len(rows), prefixes=prefixes)
             day += timedelta(days=1)
         return rows
 

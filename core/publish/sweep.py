@@ -6,8 +6,9 @@ event is not in the outbox. So each drain first sweeps the audit records written
 and stores the event of every published decision whose delivery is missing; ``enqueue`` is
 idempotent by event id, so an event stored meanwhile (by ``observe`` or another drain) is stored
 once. The decision's path pays nothing for it. A drain pays one range read of the audit table's
-time-ordered keys (PK day, RK time; two ranges across midnight) of at most ``limit`` rows, and one
-point read per published decision in it.
+time-ordered keys (PK day, RK time; two ranges across midnight) of at most ``limit`` rows, filtered
+by the service to the actions of published decisions (``catalogue.ACTION_PREFIXES``: a storm of
+duplicate deliveries, each audited, does not reach the sweep), and one point read per decision.
 
 The sweep stays ``margin`` behind its clock: a record is swept only once every record timed before
 it can be seen (a writer whose clock is behind, a write held in a group commit or retried). A
@@ -33,6 +34,7 @@ from core.logs import get_logger, log
 from core.notify.model import Notification
 from core.notify.outbox import Outbox
 from core.ports import Clock, Entity, StateStore
+from core.publish.catalogue import ACTION_PREFIXES
 
 MARGIN = timedelta(minutes=2)
 HORIZON = timedelta(days=1)
@@ -46,7 +48,7 @@ EventOf = Callable[[AuditRecord, datetime], Notification | None]  # a record's e
 
 @dataclass
 class SweepReport:
-    read: int = 0  # audit rows read
+    read: int = 0  # audit rows read: those of decisions that may be published
     recovered: int = 0  # events stored by the sweep: storing them with their decision had failed
     unreadable: int = 0  # rows that are not a record the catalogue can read (each logged)
     failed: int = 0  # 1 when storage stopped the sweep; the next one starts where it stopped
@@ -67,7 +69,8 @@ class Sweep:
         try:
             mark = self._store.get(self.table, _PK, _RK)
             start = self._start(mark, now)
-            rows = self._ledger.audit_rows(after=start, before=now - self._margin, limit=self._limit)
+            rows = self._ledger.audit_rows(after=start, before=now - self._margin, limit=self._limit,
+                                           actions=ACTION_PREFIXES)
         except Exception as exc:  # storage: nothing swept, nothing moved; the next drain tries again
             report.failed = 1
             log(_log, logging.ERROR, "audit trail not swept", error=f"{type(exc).__name__}: {exc}")
