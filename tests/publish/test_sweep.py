@@ -229,3 +229,15 @@ def test_two_drains_sweeping_at_once_store_and_send_a_missing_event_once() -> No
     assert other.sent() == {"release/diabetes:1/ReleasePromoted": 1} and one.sent() == {}
     [mark] = store.query(one.sweep.table)
     assert mark.props["after"] == audit_stamp(other.clock.now - MARGIN), "the slower drain did not move it back"
+
+
+def test_the_first_sweep_looks_back_ten_minutes_not_to_decisions_taken_before_publishing() -> None:
+    world = World()
+    world.ledger.on_audit = None  # publishing off: decisions are audited, no event is stored
+    world.promote("1")
+    world.clock.now += timedelta(minutes=20)
+    world.promote("2")
+    world.ledger.on_audit = world.publisher.observe  # publishing switched on; its first drain comes now
+    report = world.drain(LATER)
+    assert (report.sweep.read, report.sweep.recovered) == (1, 1), "only the decision within FIRST_LOOKBACK"
+    assert world.sent() == {"release/diabetes:2/ReleasePromoted": 1}
