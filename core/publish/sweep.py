@@ -76,16 +76,20 @@ class Sweep:
             log(_log, logging.ERROR, "audit trail not swept", error=f"{type(exc).__name__}: {exc}")
             return report
         report.read = len(rows)
-        done = start
+        done = self._sweep_rows(rows, event_of, report) or start
+        if not report.failed and len(rows) < self._limit:  # everything before the margin is swept
+            done = max(done, audit_stamp(now - self._margin))
+        self._advance(mark, done, report)
+        return report
+
+    def _sweep_rows(self, rows: list[Entity], event_of: EventOf, report: SweepReport) -> str:
+        """The id of the last row swept ("" for none): a storage error stops the sweep before its row."""
+        done = ""
         for row in rows:
             if not self._sweep_one(row, event_of, report):
                 break
             done = row.row
-        else:
-            if len(rows) < self._limit:  # everything before the margin is swept
-                done = max(done, audit_stamp(now - self._margin))
-        self._advance(mark, done, report)
-        return report
+        return done
 
     def _start(self, mark: Entity | None, now: datetime) -> str:
         floor = audit_stamp(now - self._horizon)
