@@ -137,12 +137,15 @@ def _publisher(settings: Settings, store: StateStore, ledger: Ledger, clock: Clo
     from core.adapters.eventgrid_publish import EventGridSend  # the SDK itself loads on the first publish
     from core.notify.outbox import Outbox
     from core.publish import publisher as pub
+    from core.publish.sweep import Sweep
 
-    outbox = Outbox(store, ledger, prefix=pub.table_prefix(settings.table_prefix), clock=clock,
+    prefix = pub.table_prefix(settings.table_prefix)
+    outbox = Outbox(store, ledger, prefix=prefix, clock=clock,
                     routes=pub.topic_routes(settings.events_topic_endpoint, settings.events_topic_key),
                     send=EventGridSend(settings.events_topic_endpoint, settings.events_topic_key, timeout=10),
                     build=pub.build_request)
-    publisher = pub.Publisher(outbox, source=settings.events_source)
+    publisher = pub.Publisher(outbox, Sweep(store, ledger, outbox, prefix=prefix, clock=clock),
+                              source=settings.events_source)
     ledger.on_audit = publisher.observe
     return publisher
 
