@@ -271,8 +271,12 @@ def job_row(world: World, job: str) -> dict[str, Any]:
 def test_a_job_of_a_killed_host_is_resumed_by_one_of_two_racing_platforms_and_completes(world: World) -> None:
     world.upload_batches("batches/", seed=1, files=1)
     host = Host(world, "retrain-killed", python=hanging_python(world))
+
+    def in_first_step(props: Any) -> bool:  # running, and its attempt's log started
+        return props["status"] == "running" and any(world.blobs.list(f"{world.prefix}-models", "jobs/retrain-killed/"))
+
     try:
-        host.wait_for_row(world, "retrain-killed", "ran the job", lambda p: p["status"] == "running")
+        host.wait_for_row(world, "retrain-killed", "ran the job", in_first_step)
     finally:
         host.kill()
 
