@@ -182,8 +182,9 @@ def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlat
     from core.adapters.local_eventgrid import EventGridEmulator
     from core.adapters.local_ml import LocalMLPlatform
 
+    # start(): jobs a killed host left are resumed, as Azure ML's would have run on without it
     return LocalMLPlatform(store, blobs, EventGridEmulator(settings.local_eventgrid_url).publish,
-                           prefix=settings.table_prefix)
+                           prefix=settings.table_prefix, attempts=settings.local_job_attempts).start()
 
 
 def _serving(settings: Settings, blobs: BlobStore) -> ServingPlatform:
