@@ -72,6 +72,7 @@ bench: setup
 	$(PY) bench/outage.py
 	$(PY) bench/collect.py
 	$(PY) bench/host_rss.py
+	$(PY) bench/loop.py
 
 # Not part of `make test`: the crash soak takes ~35 s per run, the replay ~10 min (2-core machine).
 # The files are not named test_*, so only this target collects them. SOAK_RUNS, SOAK_SEED and

@@ -26,7 +26,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -183,7 +183,7 @@ class Ledger:
     # -- audit ----------------------------------------------------------------------------
     def audit(self, record: AuditRecord) -> str:
         now = self._clock()
-        row = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:12]}"
+        row = f"{audit_stamp(now)}-{uuid.uuid4().hex[:12]}"
         props = {"action": record.action, "correlation_id": record.correlation_id,
                  "function": record.function, "event_id": record.event_id, "event_type": record.event_type,
                  "model": record.model, "version": record.version, "actor": record.actor,
@@ -202,6 +202,21 @@ class Ledger:
         claims = self._store.query(self.events_table, partition=function, where=conditions)
         rows += [_claim_record(e) for e in claims if e.props.get("action")]
         return sorted(rows, key=lambda r: str(r["id"]))
+
+    def audit_rows(self, *, after: str, before: datetime, limit: int, actions: Sequence[str] = ()) -> list[Entity]:
+        """Rows of the audit table whose id sorts after ``after`` and that were written before ``before``
+        (and whose action starts with one of ``actions``), oldest first, at most ``limit`` (``as_record``
+        reads one). A range of each day's partition, never a scan. The records a claim holds
+        (``event.processed``, ``event.failed``) stay in the events table: they are not among them."""
+        prefixes = {"action": actions} if actions else None
+        end = audit_stamp(before)
+        day = datetime.strptime(after[:8], "%Y%m%d") if after[:8].isdigit() else before.replace(tzinfo=None)
+        rows: list[Entity] = []
+        while len(rows) < limit and day.strftime("%Y%m%d") <= end[:8]:
+            rows += self._store.query_rows(self.audit_table, day.strftime("%Y%m%d"), above=after, below=end,
+                                           limit=limit - len(rows), prefixes=prefixes)
+            day += timedelta(days=1)
+        return rows
 
     # -- dead letters ---------------------------------------------------------------------
     def dead_letter(self, function: str, raw: bytes, *, reason: str, field_name: str,
@@ -270,12 +285,29 @@ AUDIT_FIELDS = ("action", "correlation_id", "function", "event_id", "event_type"
                 "at")
 
 
+def audit_stamp(at: datetime) -> str:
+    """The time an audit row's id starts with (its RowKey; the first 8 characters are its PartitionKey)."""
+    return at.strftime("%Y%m%dT%H%M%S%f")
+
+
+def as_record(row: Entity) -> tuple[AuditRecord, datetime]:
+    """An audit-table row read back as the record written and its time; ValueError when it is not one."""
+    p = row.props
+    detail = json.loads(str(p.get("detail") or "{}"))  # a clipped detail is no longer JSON: ValueError
+    if not isinstance(detail, dict):
+        raise ValueError(f"{row.row}: detail is not an object")
+    text = {name: str(p.get(name, "")) for name in AUDIT_FIELDS}
+    record = AuditRecord(text["action"], text["correlation_id"], text["function"], text["event_id"],
+                         text["event_type"], text["model"], text["version"], text["actor"], detail)
+    return record, datetime.fromisoformat(text["at"])  # no time: ValueError
+
+
 def _claim_record(claim: Entity) -> dict[str, Any]:
     """A finished claim as the audit record it holds; its id sorts by time like the audit table's rows."""
     p = claim.props
     at = datetime.fromisoformat(str(p["at"]))
     record: dict[str, Any] = {name: p.get(name, "") for name in AUDIT_FIELDS}
-    return record | {"id": f"{at.strftime('%Y%m%dT%H%M%S%f')}-{claim.row[:12]}",
+    return record | {"id": f"{audit_stamp(at)}-{claim.row[:12]}",
                      "detail": json.loads(str(p.get("outcome") or "{}"))}
 
 

@@ -10,6 +10,7 @@ is get-or-create.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,6 +74,18 @@ class RetrainRequest:
                 "reactor_trigger_events": _joined(d.event_id for d in self.new_data),
                 "reactor_data_etags": _joined(f"{d.url.rsplit('/', 1)[-1]}@{d.etag.strip(chr(34))}"
                                               for d in self.new_data)}
+
+    def to_json(self) -> str:
+        """The whole request, so that whoever stores it can submit or run it again exactly."""
+        return json.dumps({**self.__dict__, "data": self.data.__dict__,
+                           "new_data": [d.__dict__ for d in self.new_data], "tags": dict(self.tags)})
+
+    @classmethod
+    def from_json(cls, text: str) -> RetrainRequest:
+        body = json.loads(text)
+        body["data"] = BlobFolder(**body["data"])
+        body["new_data"] = tuple(DataRef(**d) for d in body["new_data"])
+        return cls(**body)
 
 
 def _joined(items: Iterable[str], limit: int = 240) -> str:

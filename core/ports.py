@@ -7,7 +7,7 @@ in-memory fakes in ``tests/fakes.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -49,9 +49,12 @@ class StateStore(Protocol):
         """Entities of one partition (or all), whose properties equal ``where``."""
         ...
 
-    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
-        """Entities of one partition whose RowKey sorts before ``below``, in RowKey order, at most
-        ``limit``: a range of the primary index (PartitionKey, RowKey), never a table scan."""
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int, above: str = "",
+                   prefixes: Mapping[str, Sequence[str]] | None = None) -> Iterator[Entity]:
+        """Entities of one partition whose RowKey sorts before ``below`` (and after ``above``), in RowKey
+        order, at most ``limit``: a range of the primary index (PartitionKey, RowKey), never a table scan.
+        With ``prefixes`` only those whose property (each key) starts with one of its prefixes: the
+        service filters within the range, so what does not match never travels."""
         ...
 
     def delete(self, table: str, partition: str, row: str) -> None:

@@ -208,7 +208,7 @@ class Retraining:
         detail = {"triggers": [d["event_id"] for d in json.loads(s["pending_data"]) if d.get("event_id")],
                   "trigger_count": s["pending_total"], "files": s["pending_files"], "bytes": s["pending_bytes"],
                   "drift": s["drift"], "manual": s["manual"]}
-        s.update(in_flight_job=job, in_flight_since=now.isoformat(), in_flight_request=_encode(request),
+        s.update(in_flight_job=job, in_flight_since=now.isoformat(), in_flight_request=request.to_json(),
                  submitted=False, last_started_at=now.isoformat(), started_decision=decision_id, started_job=job,
                  **_empty_window())
         return Decision("started", policy.model, reason, job=job, decision_id=decision_id, detail=detail)
@@ -250,7 +250,7 @@ class Retraining:
         s = self.state(model)
         if not s["in_flight_job"] or s["submitted"] or self._platform is None:
             return
-        request = _decode(s["in_flight_request"])
+        request = RetrainRequest.from_json(s["in_flight_request"])
         try:
             job = self._platform.submit_retraining(request)
         except Exception as exc:  # platform down: the timer resubmits the same job name later
@@ -404,15 +404,3 @@ def _incident_labels(model: str, job: str, status: str) -> dict[str, str]:
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
-
-def _encode(request: RetrainRequest) -> str:
-    body = {**request.__dict__, "data": request.data.__dict__, "new_data": [d.__dict__ for d in request.new_data],
-            "tags": dict(request.tags)}
-    return json.dumps(body)
-
-
-def _decode(text: str) -> RetrainRequest:
-    body = json.loads(text)
-    body["data"] = BlobFolder(**body["data"])
-    body["new_data"] = tuple(DataRef(**d) for d in body["new_data"])
-    return RetrainRequest(**body)

@@ -71,6 +71,8 @@ SETTINGS: dict[str, str] = {
     "approver, operator). The master key holds every role. Ignored with Easy Auth.",
     "REACTOR_ML_PLATFORM": "Which ML platform runs jobs: 'azure' (Azure ML) or 'local' (the embedded default).",
     "REACTOR_LOCAL_EVENTGRID_URL": "Local platform only: the Functions host its events are delivered to.",
+    "REACTOR_LOCAL_JOB_ATTEMPTS": "Local platform only: how many times a retraining job is run in all when the "
+    "process running it dies (it is resumed from the start by the next local platform); then it ends failed.",
     "REACTOR_LOCAL_SERVING_URL": "Local platform only: the control plane of the local online endpoints "
     "(python -m embedded.serving).",
     "REACTOR_AML_SUBSCRIPTION_ID": "Azure ML workspace subscription id (REACTOR_ML_PLATFORM=azure).",
@@ -237,6 +239,7 @@ class Settings:
     local_collect_batch: int = 500
     local_collect_flush_seconds: int = 2
     local_collect_buffer: int = 100_000
+    local_job_attempts: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -265,6 +268,7 @@ class Settings:
             admin_auth=r.admin_auth(),
             ml_platform=r.choice("REACTOR_ML_PLATFORM", "LOCAL", ("LOCAL", "AZURE")).lower(),
             local_eventgrid_url=r.text("REACTOR_LOCAL_EVENTGRID_URL", "http://127.0.0.1:7071", _URL),
+            local_job_attempts=r.integer("REACTOR_LOCAL_JOB_ATTEMPTS", 3, 1, 20),
             local_serving_url=r.text("REACTOR_LOCAL_SERVING_URL", "http://127.0.0.1:7073", _URL),
             aml={name: r.raw(f"REACTOR_AML_{name.upper()}") for name in _AML},
             events_topic_endpoint=r.text("REACTOR_EVENTS_TOPIC_ENDPOINT", "", _OPTIONAL_URL),

@@ -140,12 +140,15 @@ def _publisher(settings: Settings, store: StateStore, ledger: Ledger, clock: Clo
     from core.adapters.eventgrid_publish import EventGridSend  # the SDK itself loads on the first publish
     from core.notify.outbox import Outbox
     from core.publish import publisher as pub
+    from core.publish.sweep import Sweep
 
-    outbox = Outbox(store, ledger, prefix=pub.table_prefix(settings.table_prefix), clock=clock,
+    prefix = pub.table_prefix(settings.table_prefix)
+    outbox = Outbox(store, ledger, prefix=prefix, clock=clock,
                     routes=pub.topic_routes(settings.events_topic_endpoint, settings.events_topic_key),
                     send=EventGridSend(settings.events_topic_endpoint, settings.events_topic_key, timeout=10),
                     build=pub.build_request)
-    publisher = pub.Publisher(outbox, source=settings.events_source)
+    publisher = pub.Publisher(outbox, Sweep(store, ledger, outbox, prefix=prefix, clock=clock),
+                              source=settings.events_source)
     ledger.on_audit = publisher.observe
     return publisher
 
@@ -182,8 +185,9 @@ def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlat
     from core.adapters.local_eventgrid import EventGridEmulator
     from core.adapters.local_ml import LocalMLPlatform
 
+    # start(): jobs a killed host left are resumed, as Azure ML's would have run on without it
     return LocalMLPlatform(store, blobs, EventGridEmulator(settings.local_eventgrid_url).publish,
-                           prefix=settings.table_prefix)
+                           prefix=settings.table_prefix, attempts=settings.local_job_attempts).start()
 
 
 def _outage_guard(settings: Settings, store: StateStore, platform: MLPlatform) -> MLPlatform:

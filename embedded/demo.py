@@ -117,6 +117,18 @@ class Demo:
             f"correlation {registered['correlation_id'][:12]} = the retrain decision")
         return started
 
+    def loop_figures(self, started: dict[str, Any], promoted_at: float) -> dict[str, float]:
+        """Where the first loop's time went: each stage's end in seconds after the first BlobCreated
+        was processed (audit times, wall clock), and the whole loop from the first upload."""
+        first = min(_seconds(r["at"]) for r in self.audit("event.processed", function="on_blob_created"))
+        [done] = self.audit("retrain.completed")
+        [registered] = [r for r in self.audit("event.processed", function="on_model_registered")
+                        if r["version"] == "1"]
+        return {"job_started": round(_seconds(started["at"]) - first, 2),
+                "job_completed": round(_seconds(done["at"]) - first, 2),
+                "model_registered_arrived": round(_seconds(registered["at"]) - first, 2),
+                "upload_to_100_percent": round(promoted_at - UPLOAD_AT[0], 2)}
+
     def redelivery(self) -> None:
         from embedded.blob_events import BlobWatcher
 
@@ -202,7 +214,7 @@ def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def run() -> None:
+def run(loop_only: bool = False) -> None:
     from embedded.receiver import LocalReceiver
 
     receiver = LocalReceiver(port=int(os.environ.get("REACTOR_DEMO_RECEIVER_PORT", RECEIVER_PORT)),
@@ -217,13 +229,13 @@ def run() -> None:
     for key, value in {**DEMO_SETTINGS, **secrets, "REACTOR_NOTIFY_ROUTES": json.dumps(routes)}.items():
         os.environ.setdefault(key, value)
     try:
-        _run_stack(receiver, events)
+        _run_stack(receiver, events, loop_only)
     finally:
         receiver.stop()
         events.stop()
 
 
-def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
+def _run_stack(receiver: Any, events: demo_events.Subscriber, loop_only: bool = False) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from core.bootstrap import build
@@ -246,11 +258,14 @@ def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
             demo = Demo(services, blobs, stack, Path(tmp))
             releases = Releases(services, stack.url, say, Path(tmp))
             try:
-                demo.first_model()
+                started = demo.first_model()
                 loop = time.monotonic() - T0
                 took = releases.first(holdout)
                 say(f"data upload to 100% production traffic: {loop + took - UPLOAD_AT[0]:.1f} s",
                     f"(release alone {took:.1f} s)")
+                if loop_only:  # bench/loop.py: the figure and where its time went, then stop
+                    print("LOOP " + json.dumps(demo.loop_figures(started, loop + took)), flush=True)
+                    return
                 events.show_promoted(say)
                 Feedback(services, blobs, say, holdout, wait_for).late_labels("1")
                 say("$ reactor status   (its live quality table)", live_quality_table(releases.reactor("status")))
@@ -274,9 +289,15 @@ def _run_stack(receiver: Any, events: demo_events.Subscriber) -> None:
         say("stopped the host, the endpoints, the platform and Azurite")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m embedded.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--loop", action="store_true",
+                        help="stop after the first loop (data upload -> 100%% production) and print its figures")
+    args = parser.parse_args(argv)
     try:
-        run()
+        run(loop_only=args.loop)
     except (TimeoutError, RuntimeError) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.feedback.collected import read_inferences
+from ml.dataset import FEATURES
 
 MODEL, PROD = "diabetes", "diabetes-prod"
 LABELLED = 100  # production requests labelled
@@ -63,7 +64,8 @@ class Feedback:
     def _collected(self, version: str) -> list[Any]:
         now = datetime.now(UTC)
         return [i for i in read_inferences(self.services.blobs, self.services.settings.collect_container,
-                                           endpoint=PROD, since=now - timedelta(hours=1), until=now)
+                                           endpoint=PROD, since=now - timedelta(hours=1), until=now,
+                                           features=FEATURES)
                 if i.model == MODEL and i.version == version and len(i.inputs) == 1]
 
     def _quality(self, version: str, expected: int) -> dict[str, Any] | None:
@@ -72,8 +74,8 @@ class Feedback:
 
 
 def _key(row: dict[str, str]) -> tuple[float, ...]:
-    """A held-out row's features, as the demo traffic sent them (the CSV's feature columns, as floats)."""
-    return tuple(float(v) for k, v in row.items() if k != "y")
+    """A held-out row's features in the model's order, as the collected data is read back (as floats)."""
+    return tuple(float(row[name]) for name in FEATURES)
 
 
 def _key_of(features: list[float]) -> tuple[float, ...]:

@@ -4,11 +4,12 @@ services bound to it, and the local host as a real subprocess."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,33 @@ class HostProcess:
             self.proc.kill()
             self.proc.wait()
         self._out.close()
+        leaked = leaked_secrets(self.log.read_text(errors="replace"), self.env)
+        assert not leaked, f"the host's log ({self.log}) shows the value of {', '.join(leaked)}"
+
+
+SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CONNECTION", re.IGNORECASE)
+SECRET_PART = re.compile(r"(?:AccountKey|SharedAccessKey|sig)=([^;&\s]{8,})", re.IGNORECASE)
+
+
+def leaked_secrets(text: str, env: Mapping[str, str]) -> list[str]:
+    """The secret settings (by name) whose values, or whose key parts in a connection string, appear
+    in ``text``. Every host a test starts is checked when it stops (issue 8: secrets never in logs)."""
+    found = []
+    for name, value in env.items():
+        if not SECRET_NAME.search(name) or not value:
+            continue
+        parts = SECRET_PART.findall(value) or _values(value)
+        if any(len(part) >= 8 and part in text for part in parts):
+            found.append(name)
+    return found
+
+
+def _values(setting: str) -> list[str]:
+    """A URL is a secret as a whole (a webhook's path is its credential); a ``name:key,...`` list
+    (LOCAL_FUNCTION_KEYS) is secret in its keys."""
+    if "://" in setting:
+        return [setting]
+    return [item.partition(":")[2] or item for item in setting.split(",")]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -54,9 +54,12 @@ class MemoryStateStore:
             if all(entity.props.get(k) == v for k, v in (where or {}).items()):
                 yield entity
 
-    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int, above: str = "",
+                   prefixes: Mapping[str, Sequence[str]] | None = None) -> Iterator[Entity]:
         rows = sorted((row, e) for (pk, row), e in self.tables.get(table, {}).items() if pk == partition)
-        yield from itertools.islice((e for row, e in rows if row < below), max(0, limit))
+        found = (e for row, e in rows if row < below and (not above or row > above)
+                 and all(str(e.props.get(k, "")).startswith(tuple(p)) for k, p in (prefixes or {}).items()))
+        yield from itertools.islice(found, max(0, limit))
 
     def delete(self, table: str, partition: str, row: str) -> None:
         with self._lock:

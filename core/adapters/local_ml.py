@@ -18,9 +18,17 @@ Why it is shaped like this:
   crash finds the job instead of training twice. The caller is an Azure Function handler that
   must return at once, so a new job runs in a background thread.
 - Status changes are ETag-conditional. Each job row names its owner (pid and a random instance
-  id); a job whose owner is gone is marked failed by whoever reads it first (``get_job``), and
-  only the winner of that update publishes the failure, so a host killed mid-job does not leave
-  a job "running" forever nor announce its failure twice.
+  id) and keeps the whole request. Azure ML runs a job on its own compute, which outlives the
+  Functions host; this platform runs it inside the host, so a job whose owner is gone is *resumed*:
+  whoever reads it first (``get_job``, which the retraining timer calls, or a platform starting up)
+  takes it over with an ETag-conditional update (new owner, attempt n+1, ``resumed_at``) and runs
+  it again from the start under the same name. One taker wins; the others report what is stored.
+  After ``attempts`` runs the job ends failed instead, and only the winner of that update
+  announces it, so a killed host neither leaves a job "running" forever nor announces it twice.
+- A re-run registers at most one version. Every version row names its job: a job resumed after it
+  registered announces that version again (the same event id, which the app's ledger drops as a
+  duplicate) and ends, without training again; one resumed between reserving a number and making
+  it ready reuses the number.
 - A version number is reserved with an insert-if-absent before the files are uploaded, and the
   row only becomes visible ("ready") once the files are there: a reader never finds a version
   without its model.
@@ -74,6 +82,7 @@ RUN_TYPE = "azureml.PipelineRun"
 
 
 STALE_ERROR = "the local platform stopped while the job ran"
+DEFAULT_ATTEMPTS = 3  # runs of a job in all, the first and the resumed ones (REACTOR_LOCAL_JOB_ATTEMPTS)
 STEP_TIMEOUT = 1800.0  # seconds; a hung step must end the job, not hold it "running" forever
 JOB_PARTITION = "job"
 LOG_FILE = "log.txt"
@@ -81,6 +90,7 @@ VERSION_DIGITS = 10  # zero-padded row keys sort versions numerically
 MAX_ERROR = 2000  # characters kept in the job row; the log blob keeps everything
 ERROR_LINES = 5  # last stderr lines that make the job's error: the ml CLIs put the cause last
 VERSION_ATTEMPTS = 50
+REGISTRATION = "registration.json"  # ml.register's record of the verdict, uploaded with the package
 
 # Job names become row keys and blob paths: keep them to what both (and Azure ML) accept.
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -151,13 +161,14 @@ class LocalMLPlatform:
 
     def __init__(self, store: StateStore, blobs: BlobStore, publish: Callable[[list[dict[str, Any]]], object], *,
                  prefix: str, python: str = sys.executable, clock: Clock = utcnow,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, attempts: int = DEFAULT_ATTEMPTS) -> None:
         self._store = store
         self._blobs = blobs
         self._publish = publish
         self._python = python
         self._clock = clock
         self._workdir = workdir
+        self._attempts = max(1, attempts)
         self.jobs_table = f"{prefix}mljobs"
         self.models_table = f"{prefix}mlmodels"
         self.container = models_container(prefix)
@@ -182,14 +193,7 @@ class LocalMLPlatform:
         except BaseException:
             self._forget(name)
             raise
-        thread = threading.Thread(target=self._run, args=(request, etag), name=f"mljob-{name}", daemon=True)
-        with self._lock:
-            self._threads[name] = thread
-        try:
-            thread.start()
-        except RuntimeError:
-            self._forget(name)  # the row stays queued with no runner: the next get_job marks it failed
-            raise
+        self._start(request, etag, attempt=1)
         log(_log, logging.INFO, "job submitted", job=name, model=request.model_name,
             correlation_id=request.correlation_id)
         return Job(name, "queued", request.model_name, self._log_url(name), tags=request.lineage_tags())
@@ -199,8 +203,14 @@ class LocalMLPlatform:
         if entity is None:
             return None
         if entity.props.get("status") in ("queued", "running") and self._orphaned(entity):
-            return self._fail_orphan(entity)
+            return self._resume_orphan(entity)
         return _job(entity)
+
+    def start(self) -> LocalMLPlatform:
+        """Start up: resume, in the background, the jobs that processes gone before left queued or
+        running (the retraining timer's reads would find its own jobs too, but not any others)."""
+        threading.Thread(target=self._resume_at_start, name="mljob-resume", daemon=True).start()
+        return self
 
     def get_model(self, name: str, version: str) -> ModelVersion | None:
         try:
@@ -261,17 +271,29 @@ class LocalMLPlatform:
         return dest
 
     # -- the job thread ----------------------------------------------------------------------
-    def _run(self, request: RetrainRequest, etag: str) -> None:
+    def _start(self, request: RetrainRequest, etag: str, attempt: int) -> None:
+        name = request.job_name
+        thread = threading.Thread(target=self._run, args=(request, etag, attempt), name=f"mljob-{name}",
+                                  daemon=True)
+        with self._lock:  # started before wait() can see it: a thread not yet started cannot be joined
+            try:
+                thread.start()
+            except RuntimeError:
+                self._active.discard(name)  # the row stays queued with no runner: the next get_job resumes it
+                raise
+            self._threads[name] = thread
+
+    def _run(self, request: RetrainRequest, etag: str, attempt: int) -> None:
         name = request.job_name
         try:
-            self._run_job(request, etag)
+            self._run_job(request, etag, attempt)
         except Exception as exc:  # storage gone while recording the outcome: nothing left to record it in
             log(_log, logging.ERROR, "job thread ended without recording an outcome", job=name,
                 error=f"{type(exc).__name__}: {exc}")
         finally:
             self._forget(name)
 
-    def _run_job(self, request: RetrainRequest, etag: str) -> None:
+    def _run_job(self, request: RetrainRequest, etag: str, attempt: int) -> None:
         name = request.job_name
         try:
             etag = self._store.update(self.jobs_table, JOB_PARTITION, name,
@@ -279,12 +301,15 @@ class LocalMLPlatform:
         except PreconditionFailed:
             log(_log, logging.ERROR, "job changed before it started; not running it", job=name)
             return
-        job_log = _JobLog(self._blobs, self.container, name)
+        job_log = self._job_log(name, attempt)
         job_log.write(f"job {name}: retrain {request.model_name} on {request.data.container}/{request.data.prefix}"
                       f" (reason {request.reason}, correlation {request.correlation_id})")
+        job_log.save()  # a trace of this attempt, should its process die in the first step
         try:
-            with tempfile.TemporaryDirectory(prefix="mljob-", dir=self._workdir) as tmp:
-                outcome = self._pipeline(request, Path(tmp), job_log)
+            outcome = self._earlier_registration(request, job_log) if attempt > 1 else None
+            if outcome is None:
+                with tempfile.TemporaryDirectory(prefix="mljob-", dir=self._workdir) as tmp:
+                    outcome = self._pipeline(request, Path(tmp), job_log)
         except StepFailed as exc:
             self._finish_failed(request, etag, str(exc), job_log)
         except Exception as exc:  # storage, a bug: the job must still end as failed, with the cause
@@ -311,7 +336,7 @@ class LocalMLPlatform:
         self._step("ml.register", ["--model", str(model), "--verdict", str(verdict), "--name", request.model_name,
                                    "--tags-json", json.dumps(request.lineage_tags(), sort_keys=True),
                                    "--out", str(package)], work, paths, job_log)
-        record = json.loads((package / "registration.json").read_text(encoding="utf-8"))
+        record = json.loads((package / REGISTRATION).read_text(encoding="utf-8"))
         if not record["registered"]:
             return _Outcome(record["verdict"], champion)
         return _Outcome(record["verdict"], champion, self._register(request, package, record, champion))
@@ -385,7 +410,13 @@ class LocalMLPlatform:
 
     def _reserve_version(self, name: str, tags: Mapping[str, str], properties: Mapping[str, str],
                          job_name: str) -> tuple[int, str]:
-        """The next version number, taken with an insert-if-absent; invisible until its files are uploaded."""
+        """The next version number, taken with an insert-if-absent; invisible until its files are uploaded.
+        A number an earlier attempt of the job reserved (its host died before the files were up) is reused."""
+        for earlier in self._store.query(self.models_table, name, {"job_name": job_name, "state": "registering"}):
+            return int(earlier.row), self._store.update(
+                self.models_table, name, earlier.row, {"tags": json.dumps(dict(tags)),
+                                                       "properties": json.dumps(dict(properties)),
+                                                       "reserved_at": _iso(self._clock())}, earlier.etag)
         for _ in range(VERSION_ATTEMPTS):
             version = max((int(e.row) for e in self._store.query(self.models_table, name)), default=0) + 1
             props = {"version": version, "state": "registering", "tags": json.dumps(dict(tags)),
@@ -443,21 +474,90 @@ class LocalMLPlatform:
             return True  # our pid but none of our platforms: an earlier process had this pid
         return not _pid_alive(pid)
 
-    def _fail_orphan(self, entity: Entity) -> Job | None:
+    def _resume_orphan(self, entity: Entity) -> Job | None:
+        """Take over a job whose owner is gone and run it again from the start, or end it failed once it
+        has had its attempts. The update is ETag-conditional: one taker wins, the others report what is stored."""
+        attempt = int(entity.props.get("attempt") or 1)
+        if attempt >= self._attempts:
+            return self._fail_orphan(entity, f"{STALE_ERROR}: its process was gone in each of its {attempt} "
+                                             f"attempts (at most {self._attempts}, REACTOR_LOCAL_JOB_ATTEMPTS); "
+                                             "not resumed again")
+        request = _stored_request(entity)
+        if request is None:
+            return self._fail_orphan(entity, f"{STALE_ERROR}, and its row keeps no request to run it again")
+        name = entity.row
+        if not self._claim(name):
+            return self._stored(name)  # another thread of this object is taking it over
+        changes = {"status": "queued", "owner_pid": os.getpid(), "owner_instance": self.instance,
+                   "attempt": attempt + 1, "resumed_at": _iso(self._clock()),
+                   "resumed_from": f"pid {entity.props.get('owner_pid')} instance {entity.props.get('owner_instance')}"}
+        try:
+            etag = self._store.update(self.jobs_table, JOB_PARTITION, name, changes, entity.etag)
+        except PreconditionFailed:
+            self._forget(name)
+            return self._stored(name)  # another platform took it over, or it moved on
+        except BaseException:
+            self._forget(name)
+            raise
+        log(_log, logging.WARNING, "job resumed: its owner is gone", job=name, model=request.model_name,
+            attempt=attempt + 1, owner_pid=entity.props.get("owner_pid"))
+        self._start(request, etag, attempt + 1)
+        return _job(Entity(entity.partition, name, {**entity.props, **changes}, etag))
+
+    def _fail_orphan(self, entity: Entity, error: str) -> Job | None:
         name = entity.row
         try:
             self._store.update(self.jobs_table, JOB_PARTITION, name,
-                               {"status": "failed", "error": STALE_ERROR, "finished_at": _iso(self._clock())},
-                               entity.etag)
+                               {"status": "failed", "error": error, "finished_at": _iso(self._clock())}, entity.etag)
         except PreconditionFailed:
-            # another reader won (and announced it), or the job moved on: report what is stored now
-            current = self._store.get(self.jobs_table, JOB_PARTITION, name)
-            return None if current is None else _job(current)
+            return self._stored(name)  # another reader won (and announced it), or the job moved on
         job = _job(entity)
-        log(_log, logging.ERROR, "job marked failed: its owner is gone", job=name, model=job.model_name,
-            owner_pid=entity.props.get("owner_pid"))
-        self._announce(name, [self._failed_event(name, job.model_name, job.tags, STALE_ERROR)])
-        return Job(name, "failed", job.model_name, job.url, STALE_ERROR, job.tags)
+        log(_log, logging.ERROR, "job failed: its owner is gone", job=name, model=job.model_name,
+            owner_pid=entity.props.get("owner_pid"), error=error)
+        self._announce(name, [self._failed_event(name, job.model_name, job.tags, error)])
+        return Job(name, "failed", job.model_name, job.url, error, job.tags)
+
+    def _resume_at_start(self) -> None:
+        try:
+            for status in ("queued", "running"):
+                for entity in list(self._store.query(self.jobs_table, JOB_PARTITION, {"status": status})):
+                    if self._orphaned(entity):
+                        self._resume_orphan(entity)
+        except Exception as exc:  # storage not up yet: the retraining timer's next read of each job resumes it
+            log(_log, logging.ERROR, "jobs left by earlier processes could not be resumed at start-up",
+                error=f"{type(exc).__name__}: {exc}")
+
+    def _earlier_registration(self, request: RetrainRequest, job_log: _JobLog) -> _Outcome | None:
+        """The outcome of an earlier attempt that registered a version and died before the job's end:
+        announce that version again (same event id, so the app sees it once) instead of a second one."""
+        rows = self._store.query(self.models_table, request.model_name,
+                                 {"job_name": request.job_name, "state": "ready"})
+        entity = next(iter(rows), None)
+        if entity is None:
+            return None
+        model = _model(entity)
+        record = json.loads(self._blobs.get(self.container, f"{model.name}/{model.version}/{REGISTRATION}"))
+        job_log.write(f"version {model.version} was registered by an earlier attempt: announced again, "
+                      "not trained again")
+        self._announce(request.job_name, [self._model_registered_event(request.job_name, model)])
+        return _Outcome(record["verdict"], self.get_model(model.name, model.properties.get("champion_version", "")),
+                        model)
+
+    def _job_log(self, name: str, attempt: int) -> _JobLog:
+        """A new log, or for a resumed job the earlier attempts' log continued."""
+        job_log = _JobLog(self._blobs, self.container, name)
+        if attempt > 1:
+            try:
+                job_log.parts.append(self._blobs.get(self.container, job_log.blob).decode(errors="replace"))
+            except Exception as exc:  # the log is for people: a lost one must not stop the job
+                job_log.write(f"(the earlier attempts' log could not be read: {type(exc).__name__})")
+            job_log.write(f"--- attempt {attempt} of at most {self._attempts}: the previous runner is gone; "
+                          "running again from the start")
+        return job_log
+
+    def _stored(self, name: str) -> Job | None:
+        current = self._store.get(self.jobs_table, JOB_PARTITION, name)
+        return None if current is None else _job(current)
 
     def _existing(self, name: str) -> Job:
         job = self.get_job(name)
@@ -532,7 +632,8 @@ class LocalMLPlatform:
                 "data": f"{request.data.container}/{request.data.prefix}",
                 "test": f"{request.test_container}/{request.test_blob}", "metric": request.metric,
                 "min_improvement": request.min_improvement, "owner_pid": os.getpid(),
-                "owner_instance": self.instance, "created_at": _iso(self._clock())}
+                "owner_instance": self.instance, "created_at": _iso(self._clock()),
+                "request": request.to_json(), "attempt": 1}  # all a platform needs to run it again
 
     def _log_url(self, job_name: str) -> str:
         # the blob's place in the storage account; the BlobStore port has no notion of URLs
@@ -543,6 +644,14 @@ def _job(entity: Entity) -> Job:
     p = entity.props
     return Job(name=entity.row, status=p.get("status", "queued"), model_name=str(p.get("model_name", "")),
                url=str(p.get("url", "")), error=str(p.get("error", "")), tags=json.loads(p.get("tags") or "{}"))
+
+
+def _stored_request(entity: Entity) -> RetrainRequest | None:
+    """The request a job row keeps; None for a row written before rows kept it, or unreadable."""
+    try:
+        return RetrainRequest.from_json(str(entity.props.get("request") or ""))
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _model(entity: Entity) -> ModelVersion:

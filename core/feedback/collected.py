@@ -1,6 +1,13 @@
 """Reading collected inference data back: inputs joined to outputs by request id.
 
-    read_inferences(blobs, container, endpoint=..., since=..., until=...) -> Iterator[Inference]
+    read_inferences(blobs, container, endpoint=..., since=..., until=..., features=...) -> Iterator[Inference]
+
+An input row is a list (positional: the data contract's order) or a record keyed by feature. Given
+the model's ``features``, a record is put in their order, whatever order its keys came in; a record
+missing one of them or naming another makes its request malformed (counted, never misaligned). A
+record whose keys are "0", "1", ... is positional: the local collector numbers the columns so (as
+pandas does a list's) when it does not know the version's names. Without ``features`` a record keeps
+the order it was sent in: enough for a reader of the outputs only (live quality).
 
 Only the hour folders in [since, until) are listed (``layout.hours``), per deployment of the endpoint.
 A line that is not a record of the expected shape is counted and skipped with one warning per file,
@@ -14,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -69,14 +76,16 @@ class _Record:
 
 
 def read_inferences(blobs: BlobStore, container: str, *, endpoint: str, since: datetime, until: datetime,
-                    stats: ReadStats | None = None) -> Iterator[Inference]:
-    """The endpoint's answered requests timed in [since, until), oldest first."""
+                    stats: ReadStats | None = None, features: Sequence[str] | None = None) -> Iterator[Inference]:
+    """The endpoint's answered requests timed in [since, until), oldest first; inputs in the order of
+    ``features`` (the model's names) when given."""
     stats = stats if stats is not None else ReadStats()
+    columns = _Columns(features) if features is not None else None
     found: list[Inference] = []
     for deployment in folders(blobs, container, f"{layout.ROOT}/{endpoint}/"):
         inputs = _collection(blobs, container, endpoint, deployment, layout.INPUTS, since, until, stats)
         outputs = _collection(blobs, container, endpoint, deployment, layout.OUTPUTS, since, until, stats)
-        found += _join(endpoint, deployment, inputs, outputs, stats)
+        found += _join(endpoint, deployment, inputs, outputs, stats, columns)
     found.sort(key=lambda i: (i.time, i.request_id))
     yield from (i for i in found if since <= i.time < until)
 
@@ -151,8 +160,9 @@ def _parse(doc: Any, collection: str) -> _Record:
 
 
 def _join(endpoint: str, deployment: str, inputs: Mapping[str, _Record], outputs: Mapping[str, _Record],
-          stats: ReadStats) -> list[Inference]:
+          stats: ReadStats, columns: _Columns | None) -> list[Inference]:
     joined = []
+    bad, first = 0, ""
     stats.unmatched += len(inputs.keys() ^ outputs.keys())
     for request_id in inputs.keys() & outputs.keys():
         given, answered = inputs[request_id], outputs[request_id]
@@ -160,18 +170,48 @@ def _join(endpoint: str, deployment: str, inputs: Mapping[str, _Record], outputs
             stats.failed += 1
             continue
         try:
-            rows, predictions = [_features(r) for r in given.rows], [_prediction(r) for r in answered.rows]
-        except (TypeError, ValueError):
-            stats.malformed += 1
+            rows = [_features(r, columns) for r in given.rows]
+            predictions = [_prediction(r) for r in answered.rows]
+        except (TypeError, ValueError) as exc:
+            bad += 1
+            first = first or f"{request_id}: {exc}"
             continue
         joined.append(Inference(request_id, endpoint, deployment, given.model or answered.model,
                                 given.version or answered.version, given.time, rows, predictions,
                                 answered.latency_ms or given.latency_ms))
+    if bad:
+        stats.malformed += bad
+        log(_log, logging.WARNING, "collected requests with rows that do not fit skipped", endpoint=endpoint,
+            deployment=deployment, requests=bad, first=first[:300])
     return joined
 
 
-def _features(row: Any) -> list[float]:
-    values = list(row.values()) if isinstance(row, Mapping) else row
+class _Columns:
+    """Record rows to lists in the model's feature order."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self._known = frozenset(self.names)
+        self._numbered = tuple(str(i) for i in range(len(self.names)))
+        self._numbered_set = frozenset(self._numbered)
+
+    def values(self, row: Mapping[str, Any]) -> list[Any]:
+        keys = row.keys()
+        if keys == self._known:
+            return [row[n] for n in self.names]
+        if keys == self._numbered_set:  # numbered by a collector that did not know the names: positional
+            return [row[n] for n in self._numbered]
+        missing = [n for n in self.names if n not in row]
+        unknown = [str(k) for k in row if k not in self._known]
+        problems = [f"{label} {', '.join(found)}" for label, found in (("missing", missing), ("unknown", unknown))
+                    if found]
+        raise ValueError(f"a record row does not fit the model's features: {'; '.join(problems)}"[:300])
+
+
+def _features(row: Any, columns: _Columns | None) -> list[float]:
+    values = row
+    if isinstance(row, Mapping):
+        values = columns.values(row) if columns is not None else list(row.values())
     if not isinstance(values, list) or not all(_is_number(v) for v in values):
         raise TypeError("an input row is not a list or record of numbers")
     return [float(v) for v in values]
@@ -192,11 +232,14 @@ def _is_number(value: Any) -> bool:
 
 class CollectedInputs:
     """The drift check's ``RecentInputs`` over the collected data: every row an endpoint answered
-    successfully in [since, until), in the order the caller sent its features (the data contract's)."""
+    successfully in [since, until), in the order of ``features`` (the baseline's names); a request
+    whose record rows do not fit them is left out and counted (``stats``, and a warning per read)."""
 
     def __init__(self, blobs: BlobStore, container: str) -> None:
         self._blobs, self._container = blobs, container
 
-    def inputs(self, endpoint: str, since: datetime, until: datetime) -> list[list[float]]:
+    def inputs(self, endpoint: str, since: datetime, until: datetime, features: Sequence[str],
+               stats: ReadStats | None = None) -> list[list[float]]:
         return [row for found in read_inferences(self._blobs, self._container, endpoint=endpoint, since=since,
-                                                 until=until) for row in found.inputs]
+                                                 until=until, stats=stats, features=features)
+                for row in found.inputs]

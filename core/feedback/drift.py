@@ -23,8 +23,8 @@ significant (KS p-value below ``ks_p_value`` divided by the number of features: 
 So under no drift, whatever the sample size, the chance that any feature breaches is at most
 ``ks_p_value`` (the union bound over the features' tests); the PSI half only lowers it. The
 window **drifts** when at least ``min_features`` features breach and it had ``min_samples``
-inputs. Production rows are lists of numbers in the baseline's feature order (the data
-contract's order, as the scoring request and the collected data carry them).
+inputs. Production rows are lists of numbers in the baseline's feature order (``feature_names``:
+the drift check reads the collected data in that order, whatever order a record's keys came in).
 """
 
 from __future__ import annotations
@@ -108,6 +108,11 @@ def compare(baseline: Mapping[str, Any], rows: Sequence[Sequence[float]], thresh
     reason = (f"{len(breached)} of {len(results)} features drifted ({', '.join(breached) or 'none'}); "
               f"{thresholds.min_features} needed")
     return DriftReport(len(kept), rejected, results, drifted, reason)
+
+
+def feature_names(baseline: Mapping[str, Any]) -> list[str]:
+    """The baseline's features in its order: the order ``compare`` reads each row's values in."""
+    return [f.name for f in read_baseline(baseline)]
 
 
 def read_baseline(doc: Mapping[str, Any]) -> list[_Feature]:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from core.errors import ConflictError, PreconditionFailed
-from core.feedback.drift import BaselineError, DriftReport, compare
+from core.feedback.drift import BaselineError, DriftReport, compare, feature_names
 from core.feedback.drift_policy import DriftMonitor
 from core.feedback.drift_signal import build_signal
 from core.ledger import AuditRecord, Ledger
@@ -41,9 +41,11 @@ _log = get_logger("drift")
 
 
 class RecentInputs(Protocol):
-    """Production inputs an endpoint scored in [since, until): rows in the data contract's order."""
+    """Production inputs an endpoint scored in [since, until): rows with one value per name of
+    ``features`` (the baseline's), in that order."""
 
-    def inputs(self, endpoint: str, since: datetime, until: datetime) -> list[list[float]]: ...
+    def inputs(self, endpoint: str, since: datetime, until: datetime, features: Sequence[str]) -> list[list[float]]:
+        ...
 
 
 class Baselines(Protocol):
@@ -140,9 +142,9 @@ class DriftCheck:
         if baseline is None:
             return None, f"{m.model}:{version} has no training baseline"
         assert self._inputs is not None
-        rows = self._inputs.inputs(endpoint, since, until)
         try:
-            report = compare(baseline, rows, m.thresholds)
+            names = feature_names(baseline)
+            report = compare(baseline, self._inputs.inputs(endpoint, since, until, names), m.thresholds)
         except BaselineError as exc:
             return None, f"{m.model}:{version}: unusable baseline ({exc})"
         if report.samples < m.min_samples:

@@ -118,6 +118,13 @@ class Outbox:
             return ""
         return receiver
 
+    def stored(self, notification: Notification) -> bool:
+        """Whether every delivery it is routed to is stored (an enqueue cut short stored only some;
+        a delivery is written after its notification, so its row stands for both)."""
+        key = notification_key(notification.id)
+        return all(self._store.get(self.deliveries_table, key, t.name) is not None
+                   for t in self._routes.targets(notification))
+
     def backlog(self) -> int:
         """Deliveries still to be made (pending, due now or later after a failed attempt): the due
         index, one partition (a crash's stale row counts until the drain reaches it)."""

@@ -134,3 +134,5 @@ _MAPPERS: dict[str, Mapper] = {
     "alert.firing": _alert("AlertFired"),
     "alert.resolved": _alert("AlertResolved"),
 }
+# What every published decision's action starts with: the sweep asks storage for these rows only.
+ACTION_PREFIXES = tuple(sorted({action.split(".", 1)[0] + "." for action in _MAPPERS}))

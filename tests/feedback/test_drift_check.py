@@ -23,6 +23,7 @@ from core.retrain_policy import parse_policies
 from core.retraining import Retraining
 from core.sources import SourcePolicy
 from ml.baseline import summarize
+from ml.dataset import FEATURES
 from ml.sample_data import make_batch
 from tests.fakes import Clock, MemoryBlobStore, MemoryStateStore
 from tests.unit.test_retraining import RecordingPlatform
@@ -42,8 +43,8 @@ class SentInputs:
     def add(self, at: datetime, rows: np.ndarray) -> None:
         self.rows += [(at, r) for r in rows.tolist()]
 
-    def inputs(self, endpoint: str, since: datetime, until: datetime) -> list[list[float]]:
-        assert endpoint == ENDPOINT
+    def inputs(self, endpoint: str, since: datetime, until: datetime, features: Sequence[str]) -> list[list[float]]:
+        assert endpoint == ENDPOINT and tuple(features) == FEATURES, "asked in the baseline's order"
         return [r for t, r in self.rows if since <= t < until]
 
 

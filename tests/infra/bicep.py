@@ -10,7 +10,6 @@ except :func:`role_comments`, which reads the comments pycep drops.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pycep import BicepParser
+
+from tests import apps
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -138,14 +139,4 @@ def role_comments(path: Path) -> dict[str, str]:
 
 
 def load_function_app() -> Any:
-    """A fresh ``FunctionApp`` built from ``function_app.py``.
-
-    ``app.get_functions()`` may be called only once per app object (a second call raises on
-    duplicate names) and other test modules call it on ``function_app.app``; executing the file
-    again as a private module gives this suite its own app object over the same blueprints.
-    """
-    spec = importlib.util.spec_from_file_location("_infra_function_app", ROOT / "function_app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.app
+    return apps.load_function_app("_infra_function_app")

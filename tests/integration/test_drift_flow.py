@@ -5,7 +5,7 @@ for reason drift."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,7 @@ class CollectedInputs:
         self.rows = make_batch(120, 21, "shifted")[0].tolist()
         self.asked: list[tuple[str, datetime, datetime]] = []
 
-    def inputs(self, endpoint: str, since: datetime, until: datetime) -> list[list[float]]:
+    def inputs(self, endpoint: str, since: datetime, until: datetime, features: Sequence[str]) -> list[list[float]]:
         self.asked.append((endpoint, since, until))
         return self.rows if endpoint == ENDPOINT else []
 

@@ -3,6 +3,7 @@ the events Azure ML would publish, checked against the real event types."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from core.adapters.blob_store import AzureBlobStore
-from core.adapters.local_ml import STALE_ERROR, LocalMLPlatform
+from core.adapters.local_ml import JOB_PARTITION, STALE_ERROR, LocalMLPlatform
 from core.adapters.table_store import TableStateStore
 from core.events import ModelRegistered, RunCompleted, RunStatusChanged, parse_event
 from core.ml_platform import TAG_CORRELATION, TAG_DECISION, TAG_MODEL, BlobFolder, DataRef, RetrainRequest
@@ -197,53 +198,194 @@ def test_a_bad_csv_fails_the_job_naming_the_file(world: World) -> None:
     assert world.platform.list_models(MODEL) == []
 
 
-# A host that submits a job and is then killed, its "python" hanging so the job is caught mid-run.
+# A host (a process of its own) that submits a job, or takes over a dead host's jobs as a platform
+# starting up does, and then lives until it is killed. Its "python" may hang, so it is caught
+# mid-job; its Event Grid may kill it as it announces an event (``die_on``), so it dies between two
+# steps of the job's end. (Its publish stands for the outside world: the app, reached over HTTP.)
 _HOST = """
-import json, sys, time
+import json, os, signal, sys, time
 from core.adapters.blob_store import AzureBlobStore
 from core.adapters.local_ml import LocalMLPlatform
 from core.adapters.table_store import TableStateStore
-from core.ml_platform import BlobFolder, RetrainRequest
+from core.ml_platform import RetrainRequest
 args = json.loads(sys.argv[1])
+
+def publish(events):
+    if args["die_on"] in [e["eventType"].rsplit(".", 1)[-1] for e in events]:
+        with open(args["events_file"], "w") as out:
+            json.dump(events, out)
+        os.kill(os.getpid(), signal.SIGKILL)
+
 platform = LocalMLPlatform(TableStateStore.from_connection(args["connection"]),
-                           AzureBlobStore.from_connection(args["connection"]), lambda events: None,
-                           prefix=args["prefix"], python=args["python"])
-platform.submit_retraining(RetrainRequest(args["job"], args["model"], BlobFolder(args["container"], "batches/"),
-                                          args["test_container"], "holdout.csv", "rmse", 0.0, "data",
-                                          correlation_id="c", decision_id="d"))
-time.sleep(60)
+                           AzureBlobStore.from_connection(args["connection"]), publish,
+                           prefix=args["prefix"], python=args["python"], attempts=args["attempts"])
+if args["resume"]:
+    platform.start()
+else:
+    platform.submit_retraining(RetrainRequest.from_json(args["request"]))
+time.sleep(120)
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="kills a process group")
-def test_a_job_of_a_killed_host_is_failed_once(world: World) -> None:
-    world.upload_batches("batches/", seed=1, files=1)
-    hang = world.tmp / "hanging-python"
-    hang.write_text("#!/bin/sh\nexec sleep 60\n")
-    hang.chmod(0o755)
-    args = {"connection": world.connection, "prefix": world.prefix, "python": str(hang), "job": "retrain-killed",
-            "model": MODEL, "container": world.data_container, "test_container": world.test_container}
-    host = subprocess.Popen([sys.executable, "-c", _HOST, json.dumps(args)], cwd=ROOT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while (job := world.platform.get_job("retrain-killed")) is None or job.status != "running":
-            assert time.monotonic() < deadline and host.poll() is None, "the host never ran the job"
+class Host:
+    """A host process running the local platform, killed (with its steps) as a crash would kill it."""
+
+    def __init__(self, world: World, job: str, *, python: str = sys.executable, resume: bool = False,
+                 attempts: int = 3, die_on: str = "") -> None:
+        self.events_file = world.tmp / f"events-{job}-{time.monotonic_ns()}.json"
+        args = {"connection": world.connection, "prefix": world.prefix, "python": python, "resume": resume,
+                "attempts": attempts, "die_on": die_on, "events_file": str(self.events_file),
+                "request": world.request(job, "batches/").to_json()}
+        self.proc = subprocess.Popen([sys.executable, "-c", _HOST, json.dumps(args)], cwd=ROOT,
+                                     start_new_session=True)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # a host that killed itself is gone already
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the host and its step, as a crash would leave them
+        self.proc.wait()
+
+    def wait_for_row(self, world: World, job: str, what: str, probe: Any, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            entity = world.store.get(world.platform.jobs_table, JOB_PARTITION, job)
+            if entity is not None and probe(entity.props):
+                return dict(entity.props)
+            assert time.monotonic() < deadline and self.proc.poll() is None, f"the host never {what}"
             time.sleep(0.05)
+
+
+def hanging_python(world: World) -> str:
+    hang = world.tmp / "hanging-python"
+    hang.write_text("#!/bin/sh\nexec sleep 120\n")
+    hang.chmod(0o755)
+    return str(hang)
+
+
+def job_row(world: World, job: str) -> dict[str, Any]:
+    entity = world.store.get(world.platform.jobs_table, JOB_PARTITION, job)
+    assert entity is not None
+    return dict(entity.props)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kills a process group")
+def test_a_job_of_a_killed_host_is_resumed_by_one_of_two_racing_platforms_and_completes(world: World) -> None:
+    world.upload_batches("batches/", seed=1, files=1)
+    host = Host(world, "retrain-killed", python=hanging_python(world))
+
+    def in_first_step(props: Any) -> bool:  # running, and its attempt's log started
+        return props["status"] == "running" and any(world.blobs.list(f"{world.prefix}-models", "jobs/retrain-killed/"))
+
+    try:
+        host.wait_for_row(world, "retrain-killed", "ran the job", in_first_step)
     finally:
-        os.killpg(host.pid, signal.SIGKILL)  # the host and its hanging step, as a crash would leave them
-        host.wait()
+        host.kill()
 
     rival_events = PublishedEvents()
-    rival = world.new_platform(rival_events)
-    failed = world.platform.get_job("retrain-killed")
-    again = rival.get_job("retrain-killed")
+    platforms = [world.platform, world.new_platform(rival_events)]
+    start = threading.Barrier(len(platforms))
+    seen: dict[int, Any] = {}
 
-    assert failed is not None and again is not None
-    assert (failed.status, failed.error) == ("failed", STALE_ERROR)
-    assert (again.status, again.error) == ("failed", STALE_ERROR)
+    def read(i: int) -> None:
+        start.wait()
+        seen[i] = platforms[i].get_job("retrain-killed")  # both find the dead host's job at once
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(len(platforms))]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join(60)
+    resumed = job_row(world, "retrain-killed")
+    [winner] = [p for p in platforms if p.instance == resumed["owner_instance"]]
+    job = winner.wait("retrain-killed", timeout=120)
+
+    assert all(j is not None and not j.finished for j in seen.values()), seen  # taken over, or being run
+    assert (job.status, job.error, job.tags["reactor_registered_version"]) == ("completed", "", "1")
+    assert [m.version for m in world.platform.list_models(MODEL)] == ["1"]
+    assert resumed["attempt"] == 2 and resumed["resumed_from"].startswith(f"pid {host.proc.pid} ")
+    assert resumed["resumed_at"] and resumed["owner_pid"] == os.getpid()
+    winner_events, loser_events = ((world.events, rival_events) if winner is world.platform
+                                   else (rival_events, world.events))
+    assert winner_events.types() == ["ModelRegistered", "RunCompleted"] and loser_events.raw == []
+    log_text = world.blobs.get(f"{world.prefix}-models", "jobs/retrain-killed/log.txt").decode()
+    assert log_text.count("job retrain-killed: retrain") == 2  # the dead attempt's start, then the resumed run
+    assert "--- attempt 2 of at most 3: the previous runner is gone" in log_text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kills a process group")
+def test_a_job_whose_hosts_keep_dying_ends_failed_after_its_attempts(world: World) -> None:
+    world.upload_batches("batches/", seed=1, files=1)
+    hang = hanging_python(world)
+    first = Host(world, "retrain-doomed", python=hang, attempts=2)
+    try:
+        first.wait_for_row(world, "retrain-doomed", "ran the job", lambda p: p["status"] == "running")
+    finally:
+        first.kill()
+    second = Host(world, "retrain-doomed", python=hang, attempts=2, resume=True)  # a host starting up
+    try:
+        second.wait_for_row(world, "retrain-doomed", "resumed the job",
+                            lambda p: p["status"] == "running" and p["owner_pid"] == second.proc.pid)
+    finally:
+        second.kill()
+
+    limited = world.new_platform(world.events, attempts=2)
+    failed = limited.get_job("retrain-doomed")
+    again = world.platform.get_job("retrain-doomed")
+
+    assert failed is not None and failed.status == "failed"
+    assert failed.error == (f"{STALE_ERROR}: its process was gone in each of its 2 attempts "
+                            "(at most 2, REACTOR_LOCAL_JOB_ATTEMPTS); not resumed again")
+    assert again == failed
     [event] = world.events.parsed()
     assert isinstance(event, RunStatusChanged) and event.run_status == "Failed"
-    assert (event.run_id, event.tags[TAG_MODEL]) == ("retrain-killed", MODEL)
-    assert rival_events.raw == []
-    assert world.platform.get_job("retrain-killed") == failed
-    assert len(world.events.raw) == 1
+    assert (event.run_id, event.properties["reactor_error"]) == ("retrain-doomed", failed.error)
+    assert job_row(world, "retrain-doomed")["attempt"] == 2
+    assert world.platform.list_models(MODEL) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kills a process group")
+def test_a_host_killed_after_registering_is_resumed_without_a_second_version(world: World) -> None:
+    world.upload_batches("batches/", seed=1, files=1)
+    host = Host(world, "retrain-registered", die_on="ModelRegistered")  # dies as it announces the version
+    try:
+        assert host.proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        host.kill()
+    [lost] = json.loads(host.events_file.read_text())
+    assert job_row(world, "retrain-registered")["status"] == "running"
+    assert [m.version for m in world.platform.list_models(MODEL)] == ["1"]
+
+    resumed = world.platform.get_job("retrain-registered")
+    job = world.platform.wait("retrain-registered", timeout=120)
+
+    assert resumed is not None and resumed.status == "queued"
+    assert (job.status, job.tags["reactor_registered_version"]) == ("completed", "1")
+    assert [m.version for m in world.platform.list_models(MODEL)] == ["1"]  # no second version
+    assert world.events.types() == ["ModelRegistered", "RunCompleted"]
+    announced = world.events.raw[0]
+    assert announced["id"] == lost["id"]  # the same event again: the app's ledger keeps one of the two
+    assert announced["data"] == lost["data"]
+    completed = world.events.parsed()[1]
+    assert isinstance(completed, RunCompleted) and "no champion to beat" in completed.tags["reactor_verdict_reason"]
+    log_text = world.blobs.get(f"{world.prefix}-models", "jobs/retrain-registered/log.txt").decode()
+    assert "version 1 was registered by an earlier attempt: announced again, not trained again" in log_text
+
+
+def test_a_version_number_reserved_by_a_dead_attempt_is_taken_by_the_resumed_run(world: World) -> None:
+    # the state a host leaves when it dies between reserving a version and uploading its files
+    world.upload_batches("batches/", seed=1, files=1)
+    request = world.request("retrain-reserved", "batches/")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    world.store.insert(world.platform.jobs_table, JOB_PARTITION, request.job_name,
+                       {**world.platform._new_job_row(request), "status": "running", "owner_pid": gone.pid,
+                        "owner_instance": "gone"})
+    world.platform._reserve_version(MODEL, {}, {}, request.job_name)
+
+    assert world.platform.get_job(request.job_name) is not None
+    job = world.platform.wait(request.job_name, timeout=120)
+
+    assert (job.status, job.tags["reactor_registered_version"]) == ("completed", "1")
+    assert [m.version for m in world.platform.list_models(MODEL)] == ["1"]
+    [registered, _] = world.events.parsed()
+    assert isinstance(registered, ModelRegistered) and registered.model_version == "1"
+    assert registered.tags[TAG_DECISION] == "dec-retrain-reserved"

@@ -4,7 +4,7 @@ stored before the index existed are indexed once, and index rows left by a crash
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -44,9 +44,10 @@ class RecordingStore:
         self.reads.append(("query", table, partition))
         return self.inner.query(table, partition, where)
 
-    def query_rows(self, table: str, partition: str, *, below: str, limit: int) -> Iterator[Entity]:
+    def query_rows(self, table: str, partition: str, *, below: str, limit: int, above: str = "",
+                   prefixes: Mapping[str, Sequence[str]] | None = None) -> Iterator[Entity]:
         self.reads.append(("query_rows", table, partition))
-        return self.inner.query_rows(table, partition, below=below, limit=limit)
+        return self.inner.query_rows(table, partition, below=below, limit=limit, above=above, prefixes=prefixes)
 
     def scans(self, table: str) -> int:
         return sum(1 for call, t, partition in self.reads if call == "query" and t == table and partition is None)

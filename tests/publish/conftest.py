@@ -1,6 +1,6 @@
 """Publishing fixtures: the local topic on a local host of its own (loopback, free port), the local
 receiver as its subscriber, and the app's services on the session's Azurite publishing to it through
-the real EventGridPublisherClient, with a hand-moved clock."""
+the real EventGridPublisherClient, with a hand-moved clock (and a store of the test's, if it brings one)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import azure.functions as func
 import pytest
 
 from core import bootstrap
+from core.ports import StateStore
 from core.settings import Settings
 from embedded.host import HostServer, LocalHost
 from embedded.keys import HostKeys
@@ -52,8 +53,8 @@ def clock() -> Clock:
 @pytest.fixture
 def publishing(env: dict[str, str], topic_url: str, clock: Clock) -> Build:
     """Services that publish to the local topic, with the key given (the topic's by default)."""
-    def build(key: str = TOPIC_KEY, endpoint: str = topic_url) -> bootstrap.Services:
+    def build(key: str = TOPIC_KEY, endpoint: str = topic_url, store: StateStore | None = None) -> bootstrap.Services:
         settings = Settings.from_env({**env, "REACTOR_EVENTS_TOPIC_ENDPOINT": endpoint,
                                       "REACTOR_LOCAL_EVENTS_TOPIC_KEY": key, "REACTOR_EVENTS_SOURCE": SOURCE})
-        return bootstrap.build(settings, clock=clock, serving=FakeServing())
+        return bootstrap.build(settings, clock=clock, serving=FakeServing(), store=store)
     return build

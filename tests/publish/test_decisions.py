@@ -17,6 +17,7 @@ from core.notify.request import Request
 from core.notify.send import Verdict
 from core.publish import publisher as pub
 from core.publish.cloudevent import from_notification, problems
+from core.publish.sweep import Sweep
 from core.retrain_policy import parse_policies
 from core.retraining import Retraining
 from tests.fakes import MemoryBlobStore, MemoryStateStore
@@ -41,7 +42,8 @@ def publishing(store: MemoryStateStore, ledger: Ledger, clock) -> tuple[pub.Publ
     topic = RecordingTopic()
     outbox = Outbox(store, ledger, prefix=pub.table_prefix("t"), routes=pub.topic_routes("https://t/api/events", ""),
                     clock=clock, send=topic, build=pub.build_request)
-    publisher = pub.Publisher(outbox, source=SOURCE)
+    publisher = pub.Publisher(outbox, Sweep(store, ledger, outbox, prefix=pub.table_prefix("t"), clock=clock),
+                              source=SOURCE)
     ledger.on_audit = publisher.observe
     return publisher, topic
 
@@ -101,20 +103,28 @@ def test_a_retraining_job_started_and_completed() -> None:
 
 
 class RefusingStore(MemoryStateStore):
-    """Storage that refuses every write to the events outbox's tables (throttled, down)."""
+    """Storage that refuses every write to the events outbox's tables while ``refusing`` (throttled, down)."""
+
+    refusing = True
 
     def insert(self, table: str, partition: str, row: str, props: Mapping[str, Any]) -> str:
-        if table.startswith(pub.table_prefix("t")):
+        if self.refusing and table.startswith(pub.table_prefix("t")):
             raise StoreError(f"{table}: 503 Server Busy")
         return super().insert(table, partition, row, props)
 
 
-def test_an_event_that_cannot_be_stored_never_fails_the_decision(caplog) -> None:
+def test_an_event_that_cannot_be_stored_never_fails_the_decision_and_is_sent_later(caplog) -> None:
     store = RefusingStore()
     world = World(store, MemoryBlobStore())
-    publishing(store, world.ledger, world.clock)
+    publisher, topic = publishing(store, world.ledger, world.clock)
     world.to_production("1")  # every step audited; every event refused
     assert world.state("1") == "promoted"
     assert [r["action"] for r in world.ledger.audit_records()].count("release.promoted") == 1
-    assert "our event could not be stored; it will not be published" in caplog.text
+    assert "our event could not be stored with its decision; a drain will store it" in caplog.text
     assert "503 Server Busy" in caplog.text
+    swept = publisher.sweep.run(publisher.event_of, world.clock.now + timedelta(minutes=3))
+    assert (swept.failed, swept.recovered) == (1, 0), "storage still down: the sweep says so, and does not raise"
+    store.refusing = False
+    report = publisher.drain(world.clock.now + timedelta(minutes=3, seconds=30))
+    assert report.sweep.recovered == report.sent == 2 and len(topic.sent) == 2
+    assert [r.body["type"] for r in topic.sent] == ["mlops.reactor.ReleaseStarted", "mlops.reactor.ReleasePromoted"]

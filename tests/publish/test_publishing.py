@@ -117,6 +117,49 @@ def test_an_unreachable_topic_never_blocks_the_decision(publishing, clock):
     assert row.props["status"] == "pending" and "ServiceRequestError" in row.props["last_error"]
 
 
+class BusyTables:
+    """Table Storage (Azurite) refusing the next insert into one table as a busy account does: the
+    service answers 503 ServerBusy and the SDK raises HttpResponseError."""
+
+    def __init__(self, inner, table: str) -> None:
+        self.inner, self.table, self.refused = inner, table, 0
+
+    def insert(self, table, partition, row, props):
+        if table == self.table and not self.refused:
+            from azure.core.exceptions import HttpResponseError
+
+            self.refused += 1
+            raise HttpResponseError(message="The server is busy. ErrorCode:ServerBusy")
+        return self.inner.insert(table, partition, row, props)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_an_event_refused_by_busy_storage_reaches_the_subscriber_once(publishing, receiver, topic, clock, env):
+    from core.adapters.table_store import TableStateStore
+
+    prefix = env["REACTOR_TABLE_PREFIX"]
+    busy = BusyTables(TableStateStore.from_connection(env["REACTOR_STORAGE_CONNECTION"]), f"{prefix}pubnotifications")
+    services = publishing(store=busy)
+    fire_and_resolve(services)  # the firing's event is refused with its decision, the resolution's stored
+    assert busy.refused == 1
+    assert services.publisher.drain(clock.now).sent == 1
+    clock.now += timedelta(minutes=3)  # past the sweep's margin
+    report = services.publisher.drain(clock.now)
+    assert (report.sweep.recovered, report.sent) == (1, 1)
+    restarted = publishing()  # another instance, later: the watermark is in storage
+    clock.now += timedelta(minutes=3)
+    again = restarted.publisher.drain(clock.now)
+    assert (again.sweep.read, again.sweep.recovered, again.sent) == (0, 0, 0)
+    events = wait_for("both events at the subscriber", lambda: received(receiver) if len(received(receiver)) >= 2
+                      else None, timeout=20)
+    assert sorted(e["type"] for e in events) == [PREFIX + "AlertFired", PREFIX + "AlertResolved"]
+    assert len({e["id"] for e in events}) == 2 and Counter(e["id"] for e in topic.accepted) == Counter(
+        e["id"] for e in events)
+    assert _first_id(services) in {e["id"] for e in events}
+
+
 def _first_id(services) -> str:
     [fired] = services.ledger.audit_records({"action": "alert.firing"})
     return f"alert/{fired['correlation_id']}/{fired['detail']['changed_at']}/AlertFired"

@@ -43,6 +43,28 @@ def test_the_store_uses_the_lean_transport_and_keeps_table_semantics(store: Tabl
     assert row.etag == newer and row.props["text"] == "é中"
 
 
+@pytest.mark.parametrize("kind", ["memory", "azurite"])
+def test_a_row_range_is_bounded_on_both_sides_and_filtered_by_prefix(kind: str, azurite) -> None:
+    """The fake and Table Storage agree on ``query_rows``: (above, below), RowKey order, limit, prefixes."""
+    from tests.fakes import MemoryStateStore
+
+    store = MemoryStateStore() if kind == "memory" else TableStateStore.from_connection(azurite.connection_string)
+    table = "t" + uuid.uuid4().hex[:10]
+    actions = ["alert.firing", "event.duplicate", "release.promoted", "alerts", "release/", "retrain.started"]
+    for i, action in enumerate(actions):
+        store.insert(table, "p", f"r{i}", {"action": action})
+    store.insert(table, "q", "r3", {"action": "alert.firing"})
+
+    def rows(**kw: object) -> list[str]:
+        return [e.row for e in store.query_rows(table, "p", **{"below": "r9", "limit": 10, **kw})]  # type: ignore[arg-type]
+
+    assert rows() == ["r0", "r1", "r2", "r3", "r4", "r5"]
+    assert rows(above="r1", below="r5") == ["r2", "r3", "r4"]
+    assert rows(above="r0", limit=2) == ["r1", "r2"]
+    assert rows(prefixes={"action": ("alert.", "release.", "retrain.")}) == ["r0", "r2", "r5"]
+    assert rows(above="r0", prefixes={"action": ("alert.", "release.")}, limit=1) == ["r2"]
+
+
 def test_concurrent_writes_to_one_partition_all_land_once_with_their_own_errors(store: TableStateStore) -> None:
     table = "t" + uuid.uuid4().hex[:10]
     store.insert(table, "p", "taken", {})
