@@ -305,7 +305,12 @@ class Retraining:
         s = self.state(policy.model)
         if not s["in_flight_job"] or self._platform is None:
             return
-        job = self._platform.get_job(s["in_flight_job"])
+        try:
+            job = self._platform.get_job(s["in_flight_job"])
+        except Exception as exc:  # the platform is down: the next tick looks again; the other models go on
+            self._audit(Decision("reconcile_failed", policy.model, f"{type(exc).__name__}: {exc}"[:500],
+                                 job=s["in_flight_job"], decision_id=s["started_decision"]))
+            return
         if job is None:
             self._change(policy.model, lambda st: _unmark_submitted(st, s["in_flight_job"]))
             self._submit(policy.model)

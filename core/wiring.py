@@ -71,9 +71,12 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                     clock=clock, lease_seconds=settings.claim_lease_seconds)
     sources = SourcePolicy(settings.storage_event_sources, settings.ml_event_sources)
     configure(settings.log_level)
-    platform = platform or _platform(settings, store, blobs)
+    guarded = platform  # a platform the caller passes is used as it is
+    if platform is None:
+        platform = _platform(settings, store, blobs)
+        guarded = _outage_guard(settings, store, platform)
     alerting_ref: list[Alerting] = []  # releases raise incidents through alerting, which rolls releases back
-    retraining = Retraining(store, ledger, platform, settings.retrain_policies, prefix=settings.table_prefix,
+    retraining = Retraining(store, ledger, guarded, settings.retrain_policies, prefix=settings.table_prefix,
                             clock=clock, code_version=settings.code_version,
                             incident=lambda *a: alerting_ref[0].incident(*a))  # failed jobs are incidents
     serving = serving or _serving(settings, blobs)
@@ -185,6 +188,16 @@ def _platform(settings: Settings, store: StateStore, blobs: BlobStore) -> MLPlat
     # start(): jobs a killed host left are resumed, as Azure ML's would have run on without it
     return LocalMLPlatform(store, blobs, EventGridEmulator(settings.local_eventgrid_url).publish,
                            prefix=settings.table_prefix, attempts=settings.local_job_attempts).start()
+
+
+def _outage_guard(settings: Settings, store: StateStore, platform: MLPlatform) -> MLPlatform:
+    """Locally, the platform as retraining calls it goes through the outage switch (``local_outage``),
+    so a test can make it fail as Azure ML would; in Azure it is the platform itself."""
+    if settings.ml_platform == "azure":
+        return platform
+    from core.adapters.local_outage import OutageGuard, OutageSwitch
+
+    return OutageGuard(platform, OutageSwitch(store, settings.table_prefix))
 
 
 def _serving(settings: Settings, blobs: BlobStore) -> ServingPlatform:

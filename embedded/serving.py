@@ -35,6 +35,10 @@ HTTP API (JSON; errors are ``{"error": "..."}`` with a 4xx status, never a 500 f
     GET    /endpoints/{e}/deployments/{d}/health?since=ISO   {"requests", "errors", "p95_ms", "window_seconds"}
     PUT    /endpoints/{e}/deployments/{d}/fault       {"fault": "error" | "error-percent:N" | "slow:MS" | ""}
                                                       local only: inject errors or latency (serving_faults)
+    PUT    /outage                                    {"mode": "error" | "timeout" | "", "seconds"?, "hang_seconds"?}
+    GET    /outage                                    {"outage": {...} | null, "failed_requests": n}
+                                                      local only: the ML platform fails for a period, the
+                                                      /endpoints routes (but /fault) too (core.adapters.local_outage)
     POST   /metrics/query                             {"queries": [{"endpoint", "metric", "aggregation", "start",
                                                        "end", "dimensions"?}]} -> {"values": [v | null],
                                                        "errors": [text | null]}: the endpoints' Azure Monitor
@@ -137,6 +141,8 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("GET", "/endpoints/{}/deployments/{}/health", _health),
     ("PUT", "/endpoints/{}/deployments/{}/fault", _put_fault),
     ("POST", "/metrics/query", lambda c: (200, c.plane.query_metrics(c.body))),
+    ("PUT", "/outage", lambda c: (200, c.plane.set_outage(c.body))),
+    ("GET", "/outage", lambda c: (200, c.plane.outage_json())),
 ]
 ROUTES = [(method, re.compile(f"^{path.replace('{}', _SEGMENT)}$"), handler) for method, path, handler in _TABLE]
 
@@ -178,15 +184,26 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        outage = None
         try:
-            handler, params = route(self.command, parts.path.rstrip("/") or "/")
-            status, answer = handler(Call(self.plane, params, self._json_body(), parse_qs(parts.query)))
+            handler, params = route(self.command, path)
+            call = Call(self.plane, params, self._json_body(), parse_qs(parts.query))
+            outage = self.plane.outage_now() if _fails_in_outage(path) else None
+            if outage is not None and outage.mode == "error":
+                raise ApiError(500, "the serving control plane is unavailable (a local outage)")
+            status, answer = handler(call)
         except ApiError as exc:
             status, answer = exc.status, {"error": exc.message}
         except Exception as exc:  # storage down, a bug: say so, and keep serving other requests
             _log.exception("control request failed: %s %s", self.command, parts.path)
             status, answer = 503, {"error": f"the serving control plane failed: {type(exc).__name__}: {exc}"}
-        self._send(status, answer)
+        if outage is not None and outage.mode == "timeout":
+            time.sleep(outage.hang_seconds)  # the request was carried out; its answer comes too late
+        try:
+            self._send(status, answer)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (an outage's timeout)
+            _log.info("the client left before the answer: %s %s", self.command, parts.path)
 
     def _json_body(self) -> Mapping[str, Any]:
         try:
@@ -218,6 +235,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
         _log.debug("%s - %s", self.address_string(), format % args)
 
 
+def _fails_in_outage(path: str) -> bool:
+    """Azure ML's control plane: the endpoint routes; not the fault hook, the status or the metrics."""
+    return path.startswith("/endpoints") and not path.endswith("/fault")
+
+
 class ControlServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -233,6 +255,7 @@ def build(env: Mapping[str, str], workdir: Path) -> ControlPlane:
     from core.adapters.blob_store import AzureBlobStore
     from core.adapters.local_eventgrid import EventGridEmulator
     from core.adapters.local_ml import ML_TOPIC, models_container
+    from core.adapters.local_outage import OutageSwitch
     from core.adapters.table_store import TableStateStore
     from core.settings import Settings
 
@@ -244,7 +267,8 @@ def build(env: Mapping[str, str], workdir: Path) -> ControlPlane:
                           batch=settings.local_collect_batch, flush_seconds=settings.local_collect_flush_seconds,
                           buffer=settings.local_collect_buffer)
     return ControlPlane(ServingStore(store, settings.table_prefix), files,
-                        EventGridEmulator(settings.local_eventgrid_url).publish, workdir, collector=collector)
+                        EventGridEmulator(settings.local_eventgrid_url).publish, workdir, collector=collector,
+                        outage=OutageSwitch(store, settings.table_prefix))
 
 
 def _parser() -> argparse.ArgumentParser:

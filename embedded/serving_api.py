@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.adapters.local_ml import ML_TOPIC
+from core.adapters.local_outage import Outage, OutageSwitch, parse_outage
 from core.logs import get_logger, log
 from core.ports import BlobStore, Clock, utcnow
 from embedded.serving_collect import Collector
@@ -96,8 +97,11 @@ class ModelFiles:
 
 class ControlPlane:
     def __init__(self, store: ServingStore, files: ModelFiles, publish: Publish, workdir: Path, *,
-                 clock: Clock = utcnow, collector: Collector | None = None) -> None:
+                 clock: Clock = utcnow, collector: Collector | None = None,
+                 outage: OutageSwitch | None = None) -> None:
         self._store = store
+        self._outage = outage
+        self.outage_failures = 0  # endpoint requests failed by an outage since the start
         self.collector = collector
         self._files = files
         self._publish = publish
@@ -264,6 +268,29 @@ class ControlPlane:
         log(_log, logging.WARNING if fault else logging.INFO, "fault set" if fault else "fault cleared",
             endpoint=record.endpoint, deployment=record.name, fault=text)
         return {"endpoint": record.endpoint, "deployment": record.name, "fault": text.strip()}
+
+    def set_outage(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A local-only test hook (``local_outage``): the whole ML platform fails for a period."""
+        if self._outage is None:
+            raise ApiError(404, "this control plane has no outage switch")
+        try:
+            outage = parse_outage(body, self._clock())
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        self._outage.start(outage)
+        return self.outage_json()
+
+    def outage_json(self) -> dict[str, Any]:
+        current = self._outage.current() if self._outage is not None else None
+        return {"outage": current.as_json() if current else None, "failed_requests": self.outage_failures}
+
+    def outage_now(self) -> Outage | None:
+        """The outage an endpoint request falls in (counted), None when the platform is up."""
+        current = self._outage.current() if self._outage is not None else None
+        if current is not None:
+            with self._lock:
+                self.outage_failures += 1
+        return current
 
     def query_metrics(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Azure Monitor's answer for each query (``serving_metrics``): a value, or None and an error.

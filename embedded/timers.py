@@ -1,7 +1,9 @@
 """Timer triggers on their NCRONTAB schedules (six fields, seconds first), as the host runs them.
 
-One thread; a timer whose previous run has not finished is skipped, not stacked, like the
-Functions host's singleton timers.
+One thread per timer, as the Functions host runs each timer function on its own: a slow run of
+one (a retraining tick waiting on an ML platform that does not answer) delays no other. A timer
+whose previous run has not finished is skipped, not stacked, like the Functions host's singleton
+timers.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
@@ -46,33 +49,34 @@ class TimerScheduler:
         self._schedules = {n: resolve(f.trigger.schedule, os.environ if env is None else env)
                            for n, f in timers.items()}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="timers", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, args=(name,), name=f"timer-{name}", daemon=True)
+                         for name in timers]
         self.runs: dict[str, int] = dict.fromkeys(timers, 0)
 
     def start(self) -> TimerScheduler:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        deadline = time.monotonic() + 10
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def _loop(self) -> None:
-        now = datetime.now(timezone.utc)
-        due = {name: next_fire(self._schedules[name], now) for name in self._timers}
-        for name, fn in self._timers.items():
-            if getattr(fn.trigger, "run_on_startup", False):
-                self._run(name, past_due=False)
-        while due and not self._stop.is_set():
-            name = min(due, key=due.__getitem__)
-            wait = (due[name] - datetime.now(timezone.utc)).total_seconds()
+    def _loop(self, name: str) -> None:
+        if getattr(self._timers[name].trigger, "run_on_startup", False):
+            self._run(name, past_due=False)
+        due = next_fire(self._schedules[name], datetime.now(timezone.utc))
+        while not self._stop.is_set():
+            wait = (due - datetime.now(timezone.utc)).total_seconds()
             if wait > 0 and self._stop.wait(min(wait, 1.0)):
                 return
             if wait > 1.0:
                 continue
-            late = (datetime.now(timezone.utc) - due[name]).total_seconds() > 5
+            late = (datetime.now(timezone.utc) - due).total_seconds() > 5
             self._run(name, past_due=late)
-            due[name] = next_fire(self._schedules[name], datetime.now(timezone.utc))
+            due = next_fire(self._schedules[name], datetime.now(timezone.utc))
 
     def _run(self, name: str, past_due: bool) -> None:
         fn = self._timers[name]

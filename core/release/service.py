@@ -154,7 +154,16 @@ class Releases:
                 break
             if after is release:
                 break  # waiting for something (a deployment, time, an approver)
-            etag = self._save(after, etag, release)
+            try:
+                etag = self._save(after, etag, release)
+            except PreconditionFailed:
+                # The step outlasted the lease (a slow platform) and another advance took the release
+                # over: it repeats the step, which is idempotent. Raising would dead-letter the event
+                # that brought us here.
+                _log.warning("release %s: lease lost during step %s; its new holder repeats it", release.id,
+                             release.state)
+                stored = self.store.get(model, version)
+                return stored.value if stored else None
             release = after
         return self._release_lease(release, etag)
 

@@ -77,17 +77,19 @@ class World:
         self.host = HostProcess(self.env, watch=self.watch)
 
     def _traffic(self) -> None:
-        """Production traffic, once the production endpoint exists."""
-        body = b""
+        """Production traffic, once the production endpoint exists: to its scoring URI, which clients
+        know, so it flows on while the control plane is down (tests/integration/test_ml_outage.py)."""
+        body, uri = b"", ""
         while not self._stop.is_set():
             try:
-                ep = self.serving.get_endpoint(PROD)
-                if ep is None or not ep.traffic:
+                ep = None if uri else self.serving.get_endpoint(PROD)
+                if not uri and (ep is None or not ep.traffic):
                     time.sleep(0.3)
                     continue
+                uri = uri or (ep.scoring_uri if ep else "")
                 body = body or (self.serving.sample_request(MODEL, "1") or b"")
-                status = requests.post(ep.scoring_uri, data=body, timeout=5).status_code
-            except requests.RequestException:
+                status = requests.post(uri, data=body, timeout=5).status_code
+            except (requests.RequestException, RuntimeError, ConnectionError):  # control plane down: no URI yet
                 status = 0
             self.statuses[status] = self.statuses.get(status, 0) + 1
             time.sleep(0.05)

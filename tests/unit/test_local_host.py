@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -60,6 +61,34 @@ def test_timer_runs_on_schedule_and_by_hand(served) -> None:
     before = len(served[2])
     resp = requests.post(f"{server.url}/admin/functions/tick", headers={"x-functions-key": "master-k"}, timeout=5)
     assert resp.status_code == 202 and len(served[2]) == before + 1
+
+
+def test_a_timer_stuck_on_a_platform_that_does_not_answer_delays_no_other() -> None:
+    """As in the Functions host, each timer runs on its own; a stuck one is skipped, not stacked."""
+    runs: list[str] = []
+    unstuck = threading.Event()
+    app = func.FunctionApp()
+
+    @app.function_name("stuck")
+    @app.timer_trigger(schedule="*/1 * * * * *", arg_name="timer", run_on_startup=False)
+    def stuck(timer: func.TimerRequest) -> None:
+        runs.append("stuck")
+        unstuck.wait(10)
+
+    @app.function_name("tick")
+    @app.timer_trigger(schedule="*/1 * * * * *", arg_name="timer", run_on_startup=False)
+    def tick(timer: func.TimerRequest) -> None:
+        runs.append("tick")
+
+    scheduler = TimerScheduler(LocalHost(app, KEYS).timers()).start()
+    try:
+        deadline = time.monotonic() + 8
+        while runs.count("tick") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert runs.count("tick") >= 3 and runs.count("stuck") == 1, runs
+    finally:
+        unstuck.set()
+        scheduler.stop()
 
 
 def test_ncrontab_has_seconds_first() -> None:

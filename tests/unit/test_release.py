@@ -315,6 +315,25 @@ def test_a_step_repeated_after_a_lost_write_does_no_harm(world: World) -> None:
     assert [a["detail"]["release"] for a in world.audit("release.promoted")].count("diabetes:2") == 1
 
 
+def test_a_step_that_outlasts_its_lease_gives_way_to_the_new_holder(world: World) -> None:
+    """A platform slower than the lease: another instance's timer takes the release over mid-step
+    and does the step. The first advance must stand down quietly: from an event handler, an error
+    would dead-letter the event."""
+    real_deploy = world.serving.deploy
+
+    def slow_deploy(spec: Any) -> Any:
+        world.serving.deploy = real_deploy  # type: ignore[method-assign]
+        world.clock.now += timedelta(seconds=121)  # past the 120 s lease
+        world.releases.tick()
+        return real_deploy(spec)
+
+    world.serving.deploy = slow_deploy  # type: ignore[method-assign]
+    assert world.register("1") == {"action": "release_created", "release": "diabetes:1", "state": "qa_deploying"}
+    assert len(world.audit("release.qa_deploying")) == 1, "the step is recorded once, by its new holder"
+    world.pass_time(1, ticks=4)
+    assert world.state("1") == "awaiting_approval"
+
+
 def test_deployment_environment_comes_from_the_model_property(world: World) -> None:
     raw = sample("ModelRegistered")
     raw["data"].update(ModelName=MODEL, ModelVersion="1", ModelTags={"stage": "candidate"},

@@ -30,6 +30,7 @@ class RecordingPlatform:
         self.jobs: dict[str, Job] = {}
         self.submits: list[RetrainRequest] = []
         self.down = False
+        self.unreadable: set[str] = set()  # jobs whose GET fails (the platform's API erring on them)
 
     def submit_retraining(self, request: RetrainRequest) -> Job:
         if self.down:
@@ -39,6 +40,8 @@ class RecordingPlatform:
                                                           tags=request.lineage_tags()))
 
     def get_job(self, name: str) -> Job | None:
+        if self.down or name in self.unreadable:
+            raise ConnectionError("platform unreachable")
         return self.jobs.get(name)
 
     def get_model(self, name: str, version: str) -> ModelVersion | None:
@@ -185,6 +188,26 @@ def test_platform_down_then_tick_resubmits_the_same_job(world) -> None:
     retraining.tick()
     retraining.tick()
     assert len(platform.jobs) == 1 and retraining.state("diabetes")["submitted"] is True
+
+
+def test_a_job_the_platform_cannot_read_holds_up_no_other_model(world) -> None:
+    retraining, platform, clock, ledger = world
+    housing = {**POLICY["diabetes"], "prefix": "housing/", "test_blob": "holdout/housing.csv", "monitors": []}
+    policies, problems = parse_policies(json.dumps({**POLICY, "housing": housing}))
+    assert problems == []
+    retraining.policies = policies
+    retraining.request("diabetes", "x", actor="ops")
+    platform.unreadable.add(platform.submits[0].job_name)
+    for name in ("housing/a.csv", "housing/b.csv"):
+        retraining.on_blob_created(blob(name), None)
+    clock.now += timedelta(seconds=61)
+    assert [(o["action"], o["model"]) for o in retraining.tick()] == [("started", "housing")]
+    assert [r.model_name for r in platform.submits] == ["diabetes", "housing"]
+    assert actions(ledger).count("retrain.reconcile_failed") == 1
+    platform.unreadable.clear()
+    platform.finish(platform.submits[0].job_name, "completed")
+    retraining.tick()
+    assert retraining.state("diabetes")["last_outcome"] == "completed", "looked at again once readable"
 
 
 def test_lost_outcome_event_is_repaired_by_the_timer(world) -> None:
