@@ -53,10 +53,11 @@ class Azurite:
     table_port: int
     location: Path | None = None  # None = in memory
     process: subprocess.Popen[bytes] | None = None
+    free_ports: bool = False  # ports picked as free: others may be taken first, so pick again
 
     @classmethod
     def on_free_ports(cls, location: Path | None = None) -> Azurite:
-        return cls(free_port(), free_port(), free_port(), location)
+        return cls(free_port(), free_port(), free_port(), location, free_ports=True)
 
     @classmethod
     def default_ports(cls, location: Path | None = None) -> Azurite:
@@ -67,6 +68,18 @@ class Azurite:
         return connection_string(self.blob_port, self.queue_port, self.table_port)
 
     def start(self, timeout: float = 30.0) -> Azurite:
+        """Start and wait until all three services listen. A free port can be taken by another
+        process between being picked and being bound; then new ones are picked (three tries)."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError as exc:
+                if not self.free_ports or "EADDRINUSE" not in str(exc) or attempt == 2:
+                    raise
+                self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> Azurite:
         args = [executable(), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
                 "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
                 "--blobPort", str(self.blob_port), "--queuePort", str(self.queue_port),
