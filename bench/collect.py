@@ -5,7 +5,8 @@
 A real endpoint router on loopback in front of a real ``ml.serve`` deployment (a trained diabetes
 ridge model), scored by concurrent clients, alternately without a collector and with one writing
 to Azurite (batches of ``--batch`` or every second). The process layout is the product's: the router
-and the collector share this process, as they share the serving control plane's; the clients are
+and the collector share this process, as they share the serving control plane's, with its interpreter
+settings (``embedded.serving.tune_interpreter``: the GIL switch interval); the clients are
 another process, as an endpoint's callers are (``--clients-in-process`` puts their threads in this
 one, competing for its GIL, as the first version of this bench did). Prints client-side latency
 p50/p99 per round and the median and the best over rounds, the p99 overhead (target <= 5 ms), this
@@ -38,6 +39,7 @@ import urllib3
 from core.adapters.blob_store import AzureBlobStore
 from core.feedback.collected import read_inferences
 from embedded.azurite import Azurite
+from embedded.serving import tune_interpreter
 from embedded.serving_collect import Collector
 from embedded.serving_replica import Replica
 from embedded.serving_router import Router, Routes
@@ -158,6 +160,7 @@ def main() -> None:
     if args.load:
         _client_process(args)
         return
+    tune_interpreter()  # this process plays the serving control plane's
     tmp = Path(tempfile.mkdtemp(prefix="bench-collect-"))
     azurite = Azurite.on_free_ports().start()
     replica = _replica(tmp)
