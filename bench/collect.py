@@ -1,12 +1,16 @@
 """Inference data collection: what it costs a scoring request, and whether it loses anything.
 
-    python bench/collect.py [--requests 2000] [--clients 8] [--rounds 3]
+    python bench/collect.py [--requests 2000] [--clients 8] [--rounds 3] [--batch 500] [--clients-in-process]
 
 A real endpoint router on loopback in front of a real ``ml.serve`` deployment (a trained diabetes
 ridge model), scored by concurrent clients, alternately without a collector and with one writing
-to Azurite (batches of 500 or every second). Prints client-side latency p50/p99 per round and the
-median and the best over rounds, the p99 overhead (target <= 5 ms), this process's CPU time per
-request (client, router and collector share it, so the difference is what collection costs, and
+to Azurite (batches of ``--batch`` or every second). The process layout is the product's: the router
+and the collector share this process, as they share the serving control plane's, with its interpreter
+settings (``embedded.serving.tune_interpreter``: the GIL switch interval); the clients are
+another process, as an endpoint's callers are (``--clients-in-process`` puts their threads in this
+one, competing for its GIL, as the first version of this bench did). Prints client-side latency
+p50/p99 per round and the median and the best over rounds, the p99 overhead (target <= 5 ms), this
+process's CPU time per request (router and collector: the difference is what collection costs, and
 CPU time is far less disturbed by other load than latency), and count in vs count stored as read
 back by ``core.feedback.collected`` (target: 0 lost). The machine's other load shows in every
 latency figure: compare the two columns, not the absolute numbers.
@@ -18,6 +22,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,11 +39,14 @@ import urllib3
 from core.adapters.blob_store import AzureBlobStore
 from core.feedback.collected import read_inferences
 from embedded.azurite import Azurite
+from embedded.serving import tune_interpreter
 from embedded.serving_collect import Collector
 from embedded.serving_replica import Replica
 from embedded.serving_router import Router, Routes
 from ml.sample_data import write_batches
 from ml.train import train
+
+WARM_UP = 100  # requests before the measured ones: connections open, the model loaded
 
 
 def _replica(tmp: Path) -> Replica:
@@ -77,6 +85,39 @@ def _load(uri: str, requests: int, clients: int) -> list[float]:
     return latencies
 
 
+class _Clients:
+    """The clients, in this process or in a child (``--load``) that warms up, says so, and then
+    runs the measured requests when told to, so this process's CPU is counted over those only."""
+
+    def __init__(self, uri: str, args: argparse.Namespace) -> None:
+        self.uri, self.args = uri, args
+        self._child: subprocess.Popen[str] | None = None
+        if not args.clients_in_process:
+            self._child = subprocess.Popen(
+                [sys.executable, __file__, "--load", uri, "--requests", str(args.requests),
+                 "--clients", str(args.clients)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert self._child.stdout is not None
+            if self._child.stdout.readline().strip() != "ready":
+                raise SystemExit("the client process did not start")
+        else:
+            _load(uri, WARM_UP, args.clients)
+
+    def run(self) -> list[float]:
+        if self._child is None:
+            return _load(self.uri, self.args.requests, self.args.clients)
+        out, _ = self._child.communicate("go\n")
+        if self._child.returncode != 0:
+            raise SystemExit(f"the client process failed (exit {self._child.returncode})")
+        return [float(v) for v in json.loads(out)]
+
+
+def _client_process(args: argparse.Namespace) -> None:
+    _load(args.load, WARM_UP, args.clients)  # warm connections and the model
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(json.dumps(_load(args.load, args.requests, args.clients)), flush=True)
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, -(-int(p * len(ordered)) // 100) - 1)] if ordered else float("nan")
@@ -84,14 +125,14 @@ def _pct(values: list[float], p: float) -> float:
 
 def _round(replica: Replica, blobs: AzureBlobStore | None, args: argparse.Namespace,
            container: str) -> tuple[float, float, float, int, int]:
-    collector = (Collector(blobs, container, workspace="bench", batch=500, flush_seconds=1)
+    collector = (Collector(blobs, container, workspace="bench", batch=args.batch, flush_seconds=1)
                  if blobs is not None else None)
     router = Router(f"bench-{uuid.uuid4().hex[:6]}", collector=collector).start()
     router.update(Routes({"blue": 100}, {}, {"blue": replica.port}, {"blue": ("diabetes", "1")}))
     try:
-        _load(router.scoring_uri, 100, args.clients)  # warm connections and the model
+        clients = _Clients(router.scoring_uri, args)
         cpu = time.process_time()
-        latencies = _load(router.scoring_uri, args.requests, args.clients)
+        latencies = clients.run()
         if collector is not None:
             collector.flush()  # the writing is part of the cost
         cpu_us = (time.process_time() - cpu) / args.requests * 1e6
@@ -103,7 +144,7 @@ def _round(replica: Replica, blobs: AzureBlobStore | None, args: argparse.Namesp
         now = datetime.now(UTC)
         stored = sum(1 for _ in read_inferences(blobs, container, endpoint=router.endpoint,
                                                 since=now - timedelta(hours=1), until=now + timedelta(minutes=1)))
-    return _pct(latencies, 50), _pct(latencies, 99), cpu_us, args.requests + 100, stored
+    return _pct(latencies, 50), _pct(latencies, 99), cpu_us, args.requests + WARM_UP, stored
 
 
 def main() -> None:
@@ -111,7 +152,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=500, help="the collector's batch size (the product's default)")
+    parser.add_argument("--clients-in-process", action="store_true",
+                        help="the clients' threads in this process, sharing its GIL with the router's")
+    parser.add_argument("--load", metavar="URI", help=argparse.SUPPRESS)  # the client process
     args = parser.parse_args()
+    if args.load:
+        _client_process(args)
+        return
+    tune_interpreter()  # this process plays the serving control plane's
     tmp = Path(tempfile.mkdtemp(prefix="bench-collect-"))
     azurite = Azurite.on_free_ports().start()
     replica = _replica(tmp)
@@ -136,8 +185,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in rows.items()}
     best = {k: min(r[1] for r in v) for k, v in rows.items()}
-    print(f"\n{args.requests} requests x {args.rounds} rounds, {args.clients} concurrent clients, loopback router + "
-          "ml.serve, collector -> Azurite")
+    where = "in the router's process" if args.clients_in_process else "in another process"
+    print(f"\n{args.requests} requests x {args.rounds} rounds, {args.clients} concurrent clients ({where}), loopback "
+          f"router + ml.serve, collector (batch {args.batch}) -> Azurite")
     print(f"{'':>20} {'p50 ms':>8} {'p99 ms':>8} {'best p99':>9} {'CPU us/req':>11}")
     for label in ("without", "with"):
         print(f"{label + ' collection':>20} {med[label][0]:8.2f} {med[label][1]:8.2f} {best[label]:9.2f} "

@@ -4,6 +4,9 @@ requests kept with their error, one blob per hour folder and collection, and rea
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,3 +110,36 @@ def test_storage_down_at_shutdown_counts_what_is_lost_instead_of_hanging():
     counts = collector.snapshot()
     assert (counts["stored"], counts["lost"], counts["buffered"]) == (0, 3, 3) and counts["write_failures"] >= 1
     assert not collector.record(scored("late", {"data": [[1, 2, 3]]})), "a closed collector takes nothing"
+
+
+def test_the_writer_lets_other_threads_run_while_it_builds_a_big_batch():
+    """A request thread must not wait for the writer's whole JSON build (tens of ms for a batch): at
+    CPython's 5 ms switch interval a waiting thread would get the GIL only every 5 ms."""
+    collector = Collector(MemoryBlobStore(), "c", workspace="/ws", batch=100_000, flush_seconds=300,
+                          features=lambda model, version: NAMES)
+    for i in range(2000):
+        assert collector.record(scored(f"r{i}", {"data": [[i, 2, 3]]}))
+    ran, stop = [0], threading.Event()
+
+    def request_thread() -> None:  # comes back from "I/O" every 0.5 ms and needs the GIL
+        while not stop.is_set():
+            time.sleep(0.0005)
+            ran[0] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    probe = threading.Thread(target=request_thread)
+    probe.start()
+    try:
+        time.sleep(0.01)
+        before, started = ran[0], time.perf_counter()
+        assert collector.flush()
+        took, turns = time.perf_counter() - started, ran[0] - before
+    finally:
+        stop.set()
+        probe.join()
+        sys.setswitchinterval(interval)
+        collector.close()
+    assert collector.snapshot()["stored"] == 2000
+    # 200 slices, a pause after each: the other thread gets a turn every slice or two, not every 5 ms
+    assert turns >= 60, f"the other thread ran {turns} times in {took * 1000:.0f} ms"
