@@ -3,7 +3,9 @@
 Writes are group-committed: when writes to one partition queue up, they travel in one
 entity-group transaction (up to 100 entities, one round trip instead of many). A transaction
 is atomic, so when one entity in it fails (it exists, its ETag moved) only that caller gets
-the error and the others are sent again without it.
+the error and the others are sent again without it. A write that goes out alone (an insert, or
+a merge with If-Match) takes the lean REST path of ``core/adapters/table_rest.py`` where it can:
+a third of the SDK's CPU per call, and these are the two calls every event makes.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.adapters.table_rest import encode
 from core.coalesce import Coalescer, Pending
 from core.errors import ConflictError, PreconditionFailed, StoreError
 from core.ports import Entity
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
+
+    from core.adapters.table_rest import TableRest
 
 _KEYS = ("PartitionKey", "RowKey")
 
@@ -49,8 +54,11 @@ class _Write:
 
 
 class TableStateStore:
-    def __init__(self, service: TableServiceClient) -> None:
+    def __init__(self, service: TableServiceClient, rest: TableRest | None = None) -> None:
+        """``rest``: the lean path for single writes (``from_connection`` builds it); without it
+        every call goes through the SDK."""
         self._service = service
+        self._rest = rest
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
         self._writes: Coalescer[_Write] = Coalescer(self._flush, take=_batch_size, parallel=PARALLEL)
@@ -59,16 +67,19 @@ class TableStateStore:
     def from_connection(cls, connection: str = "", account: str = "") -> TableStateStore:
         from azure.data.tables import TableServiceClient
 
+        from core.adapters.table_rest import TableRest
         from core.adapters.table_transport import table_transport
 
         transport = table_transport()
         options: dict[str, Any] = {"transport": transport} if transport else {}
         if connection:
-            return cls(TableServiceClient.from_connection_string(connection, **options))
-        from azure.identity import DefaultAzureCredential
+            service = TableServiceClient.from_connection_string(connection, **options)
+        else:
+            from azure.identity import DefaultAzureCredential
 
-        return cls(TableServiceClient(f"https://{account}.table.core.windows.net",
-                                      credential=DefaultAzureCredential(), **options))
+            service = TableServiceClient(f"https://{account}.table.core.windows.net",
+                                         credential=DefaultAzureCredential(), **options)
+        return cls(service, TableRest.for_service(service, transport) if transport else None)
 
     def _table(self, name: str) -> TableClient:
         client = self._tables.get(name)
@@ -112,11 +123,27 @@ class TableStateStore:
             p.settle()
 
     def _write_one(self, pending: Pending[_Write]) -> None:
+        w = pending.item
+        body = encode(w.entity) if self._rest is not None else None
+        try:
+            if body is None or self._rest is None:
+                pending.result = self._write_by_sdk(w)
+            else:
+                self._table(w.table)  # created on first use, as for the SDK's calls
+                if w.etag:
+                    entity = w.entity
+                    pending.result = self._rest.merge(w.table, entity["PartitionKey"], entity["RowKey"], body, w.etag)
+                else:
+                    pending.result = self._rest.insert(w.table, body)
+        except StoreError as exc:
+            pending.error = exc
+        pending.settle()
+
+    def _write_by_sdk(self, w: _Write) -> str:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
-        w = pending.item
         try:
             if w.etag:
                 meta = self._table(w.table).update_entity(w.entity, mode=UpdateMode.MERGE, etag=w.etag,
@@ -124,12 +151,11 @@ class TableStateStore:
             else:
                 # The ETag comes back in a header; not echoing the entity saves both sides its JSON.
                 meta = self._table(w.table).create_entity(w.entity, response_preference="return-no-content")
-            pending.result = str(meta["etag"])
         except ResourceExistsError:
-            pending.error = _domain_error(w, "EntityAlreadyExists")
+            raise _domain_error(w, "EntityAlreadyExists") from None
         except (ResourceModifiedError, ResourceNotFoundError):
-            pending.error = _domain_error(w, "UpdateConditionNotSatisfied")
-        pending.settle()
+            raise _domain_error(w, "UpdateConditionNotSatisfied") from None
+        return str(meta["etag"])
 
     def get(self, table: str, partition: str, row: str) -> Entity | None:
         from azure.core.exceptions import ResourceNotFoundError

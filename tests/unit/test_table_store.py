@@ -135,3 +135,18 @@ def test_a_configured_proxy_keeps_the_sdk_default_transport(monkeypatch) -> None
         monkeypatch.delenv(name, raising=False)
     assert isinstance(table_transport(), HttpClientTransport)
     assert not isinstance(table_transport(), RequestsTransport)
+
+
+def test_the_private_azure_core_response_class_the_transport_relies_on_is_still_there() -> None:
+    """table_transport.py answers with azure-core's own http.client response class, because only
+    azure-core's implementations have the ``parts()`` the Table SDK reads a transaction with. If
+    azure-core moves or renames it, this says so before anything subtler breaks."""
+    import importlib
+
+    module = importlib.import_module("azure.core.rest._http_response_impl")
+    response = getattr(module, "RestHttpClientTransportResponse", None)
+    assert response is not None, "azure-core moved RestHttpClientTransportResponse: see table_transport.py"
+    assert callable(getattr(response, "parts", None)), "azure-core's response lost parts(): transactions would break"
+    from azure.core.rest import HttpResponse
+
+    assert issubclass(response, HttpResponse)
