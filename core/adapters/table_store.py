@@ -30,15 +30,17 @@ _KEYS = ("PartitionKey", "RowKey")
 
 
 MAX_BATCH = 100  # entities per entity-group transaction
-# Measured on Azurite (CPU per call in this process): a single insert ~0.7 ms, a transaction
-# ~1.8 ms + 0.2 ms per entity (the SDK builds multipart bodies with the email package and a
-# thread pool per transaction). So fewer than four writes go out one by one, and beside a
-# running flush one more write may go out alone: a light load is not serialised behind one
-# round trip, while a queue keeps growing into the next transaction. bench/intake.py compared
-# 1-4 and 8 flushes per partition: 2 carried the most with 100 events per request (528/s,
-# 2.2 ms CPU per event in host + Azurite) and nearly the most with one (336/s; 4: 399/s but 426/s).
-MIN_TRANSACTION = 4
-PARALLEL = 2
+# Measured on Azurite (bench/table_rest.py, and per entity in host + Azurite): a single write on the
+# lean REST path costs this process ~0.25-0.35 ms and Azurite ~0.9-1.1 ms; an SDK transaction costs
+# this process ~1.4 ms per entity at 4 entities, 0.95 at 10, 0.64 at 30, 0.47 at 100 (multipart built
+# with the email package and a thread pool per transaction) and Azurite 0.5 / 0.3 / 0.2 / 0.13. So a
+# transaction only pays from about ten writes, and up to 16 writes of one partition go out alone side
+# by side (a light load is never serialised behind one round trip); what queues behind them travels
+# together once ten or more are waiting. bench/intake.py compared 2/4 (the previous setting), 8/10,
+# 8/30, 16/10, 16/20, 32/10 and 64/30 (parallel/min): 2/4 was the slowest in both shapes (host CPU
+# per event 2.15 ms against 1.1 for the others); the others were within the machine's noise.
+MIN_TRANSACTION = 10
+PARALLEL = 16
 MAX_BATCH_BYTES = 3_000_000  # a transaction's payload must stay under 4 MiB
 
 
