@@ -58,7 +58,7 @@ def main() -> None:
         transport = HttpClientTransport()
         service = TableServiceClient.from_connection_string(azurite.connection_string, transport=transport)
         table = service.create_table_if_not_exists("benchrest")
-        rest = TableRest.for_service(service, transport)
+        rest = TableRest.for_service(service)
         assert rest is not None
 
         def sdk(row: str, etag: str) -> str:

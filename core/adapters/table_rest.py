@@ -42,14 +42,11 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from core.adapters.lean_http import Answer, LeanHttp, Lost, Unsent
 from core.errors import ConflictError, PreconditionFailed, StoreError
 
 if TYPE_CHECKING:
-    import http.client
-
     from azure.core.credentials import AccessToken
-
-    from core.adapters.table_transport import HttpClientTransport
 
 API_VERSION = "2019-02-02"  # what azure-data-tables 12.x sends
 STORAGE_SCOPE = "https://storage.azure.com/.default"
@@ -65,31 +62,23 @@ class _Token(Protocol):
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken: ...
 
 
-class _Answer:
-    __slots__ = ("body", "etag", "status")
-
-    def __init__(self, answer: http.client.HTTPResponse) -> None:
-        self.status = answer.status
-        self.etag = answer.getheader("ETag") or ""
-        self.body = answer.read()
-
-
 class TableRest:
     """Single-entity insert and conditional merge on one Table Storage account."""
 
-    def __init__(self, endpoint: str, authorize: Callable[[str, str, str], str],
-                 transport: HttpClientTransport, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, endpoint: str, authorize: Callable[[str, str, str], str], *,
+                 sleep: Callable[[float], None] = time.sleep, read_timeout: float | None = None) -> None:
         """``endpoint``: the account's table URL (``https://acct.table.core.windows.net``, or
         Azurite's ``http://127.0.0.1:10002/devstoreaccount1``); ``authorize(method, path, date)``
         gives the Authorization header of one request."""
         self._endpoint = endpoint.rstrip("/")
         self._path = urlsplit(self._endpoint).path
         self.authorize = authorize
-        self._transport = transport
+        self._http = LeanHttp(self._endpoint) if read_timeout is None else LeanHttp(self._endpoint,
+                                                                                    read_timeout=read_timeout)
         self._sleep = sleep
 
     @classmethod
-    def for_service(cls, service: Any, transport: HttpClientTransport) -> TableRest | None:
+    def for_service(cls, service: Any) -> TableRest | None:
         """The lean path for an azure-data-tables ``TableServiceClient``, with its endpoint and
         credential; None where only the SDK knows how (SAS, Cosmos, an unknown credential)."""
         from azure.core.credentials import AzureNamedKeyCredential
@@ -100,9 +89,9 @@ class TableRest:
         credential = service.credential
         if isinstance(credential, AzureNamedKeyCredential):
             name, key = credential.named_key
-            return cls(url, SharedKey(name, key), transport)
+            return cls(url, SharedKey(name, key))
         if hasattr(credential, "get_token"):
-            return cls(url, Bearer(credential), transport)
+            return cls(url, Bearer(credential))
         return None
 
     def insert(self, table: str, body: bytes) -> str:
@@ -110,7 +99,7 @@ class TableRest:
         answer = self._send("POST", f"/{table}", body, {"Prefer": "return-no-content",
                                                           "Accept": "application/json;odata=minimalmetadata"})
         if answer.status in (201, 204):
-            return answer.etag
+            return answer.headers.get("etag", "")
         raise _refusal("insert into", table, answer, merge=False)
 
     def merge(self, table: str, partition: str, row: str, body: bytes, etag: str) -> str:
@@ -118,23 +107,21 @@ class TableRest:
         path = f"/{table}(PartitionKey='{_key(partition)}',RowKey='{_key(row)}')"
         answer = self._send("PATCH", path, body, {"If-Match": etag, "Accept": "application/json"})
         if answer.status == 204:
-            return answer.etag
+            return answer.headers.get("etag", "")
         raise _refusal("merge into", table, answer, merge=True)
 
-    def _send(self, method: str, path: str, body: bytes, extra: Mapping[str, str]) -> _Answer:
-        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-
+    def _send(self, method: str, path: str, body: bytes, extra: Mapping[str, str]) -> Answer:
         for delay in (*RETRY_DELAYS, None):
             date = _http_date()
             headers = {"x-ms-version": API_VERSION, "DataServiceVersion": "3.0", "Content-Type": CONTENT_TYPES[method],
                        "x-ms-date": date, **extra,
                        "Authorization": self.authorize(method, self._path + path, date)}
             try:
-                answer = self._transport.exchange(method, self._endpoint + path, headers, body, _Answer)
-            except ServiceRequestError as exc:  # nothing was sent: safe to send again
+                answer = self._http.exchange(method, self._path + path, headers, body)
+            except Unsent as exc:  # nothing was sent: safe to send again
                 if delay is None:
                     raise StoreError(f"{method} {path}: Table Storage is unreachable ({exc})") from exc
-            except ServiceResponseError as exc:  # sent, and the answer was lost: it may have been applied
+            except Lost as exc:  # sent, and the answer was lost: it may have been applied
                 raise StoreError(f"{method} {path}: the answer was lost, the write may or may not have "
                                  f"been applied ({exc})") from exc
             else:
@@ -254,7 +241,7 @@ def _http_date() -> str:
     return text
 
 
-def _refusal(what: str, table: str, answer: _Answer, *, merge: bool) -> StoreError:
+def _refusal(what: str, table: str, answer: Answer, *, merge: bool) -> StoreError:
     code = _error_code(answer.body)
     where = f"{what} {table}"
     if answer.status == 409 and code == "EntityAlreadyExists":

@@ -81,7 +81,7 @@ class TableStateStore:
 
             service = TableServiceClient(f"https://{account}.table.core.windows.net",
                                          credential=DefaultAzureCredential(), **options)
-        return cls(service, TableRest.for_service(service, transport) if transport else None)
+        return cls(service, TableRest.for_service(service) if transport else None)
 
     def _table(self, name: str) -> TableClient:
         client = self._tables.get(name)

@@ -39,7 +39,7 @@ def service(azurite) -> TableServiceClient:
 
 @pytest.fixture
 def rest(service: TableServiceClient) -> TableRest:
-    lean = TableRest.for_service(service, HttpClientTransport())
+    lean = TableRest.for_service(service)
     assert lean is not None and isinstance(lean.authorize, SharedKey)
     return lean
 
@@ -101,7 +101,7 @@ def test_an_insert_of_an_existing_entity_is_a_conflict_and_a_missing_table_is_a_
 def test_a_wrong_account_key_is_a_store_error_that_names_the_refusal_not_the_key(azurite, caplog) -> None:
     wrong = base64.b64encode(b"not the account key" * 3).decode()
     endpoint = TableServiceClient.from_connection_string(azurite.connection_string).url
-    rest = TableRest(endpoint, SharedKey("devstoreaccount1", wrong), HttpClientTransport())
+    rest = TableRest(endpoint, SharedKey("devstoreaccount1", wrong))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(StoreError, match="refused the credentials") as refused:
         rest.insert("whatever", _body("p", "r", {}))
@@ -194,7 +194,7 @@ def test_a_token_credential_signs_with_a_bearer_token_renewed_before_it_expires(
     url, state = recorder
     clock = [1_000_000.0]
     credential = FakeCredential(clock)
-    rest = TableRest(url, Bearer(credential, clock=lambda: clock[0]), HttpClientTransport())
+    rest = TableRest(url, Bearer(credential, clock=lambda: clock[0]))
     rest.insert("t", _body("p", "r", {}))
     clock[0] += 3000  # 10 minutes left: still good
     rest.merge("t", "p", "r", _body("p", "r", {}), 'W/"etag-1"')
@@ -209,16 +209,16 @@ def test_a_token_credential_signs_with_a_bearer_token_renewed_before_it_expires(
 
 def test_the_sdk_client_of_a_managed_identity_gets_the_bearer_path() -> None:
     service = TableServiceClient("https://acct.table.core.windows.net", credential=FakeCredential([0.0]))
-    rest = TableRest.for_service(service, HttpClientTransport())
+    rest = TableRest.for_service(service)
     assert rest is not None and isinstance(rest.authorize, Bearer)
     sas = TableServiceClient("https://acct.table.core.windows.net?sv=2019-02-02&sig=abc")
-    assert TableRest.for_service(sas, HttpClientTransport()) is None
+    assert TableRest.for_service(sas) is None
 
 
 def test_a_busy_service_is_asked_again_but_a_lost_answer_is_never_resent(recorder) -> None:
     url, state = recorder
     slept: list[float] = []
-    rest = TableRest(url, SharedKey("acct", base64.b64encode(b"k").decode()), HttpClientTransport(),
+    rest = TableRest(url, SharedKey("acct", base64.b64encode(b"k").decode()),
                      sleep=slept.append)
     state.answers[:] = [503, 500]
     assert rest.insert("t", _body("p", "r", {})) == 'W/"etag-3"'
@@ -240,7 +240,7 @@ def test_nothing_listening_is_retried_then_a_store_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     slept: list[float] = []
-    rest = TableRest(f"http://127.0.0.1:{port}/acct", SharedKey("acct", "a2V5"), HttpClientTransport(),
+    rest = TableRest(f"http://127.0.0.1:{port}/acct", SharedKey("acct", "a2V5"),
                      sleep=slept.append)
     with pytest.raises(StoreError, match="unreachable"):
         rest.insert("t", _body("p", "r", {}))
