@@ -62,13 +62,14 @@ class _Connection:
 
 
 class LeanHttp:
-    def __init__(self, url: str, *, connect_timeout: float = CONNECT_TIMEOUT,
-                 read_timeout: float = READ_TIMEOUT) -> None:
-        """``url``: the endpoint (scheme, host and port) every request of this client goes to."""
+    def __init__(self, url: str, *, connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``url``: the endpoint (scheme, host and port) every request of this client goes to;
+        ``tls``: for https, the context (default: the system's trusted CAs, hostname checked)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) endpoint: {url!r}")
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._tls = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
         self._host = parts.hostname
         self._port = parts.port or (443 if self._tls else 80)
         self._host_header = parts.netloc.rpartition("@")[2]
@@ -189,7 +190,8 @@ def _read_chunked(conn: _Connection) -> bytes:
         body += _read_exactly(conn, size)
         if len(body) > MAX_BODY:
             raise ValueError("a chunked answer too large")
-        _read_until(conn, b"\r\n", 2)
+        if _read_until(conn, b"\r\n", 2):
+            raise ValueError("a chunk longer than its size line said")
 
 
 def _read_to_close(conn: _Connection) -> bytes:
