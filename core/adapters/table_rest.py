@@ -4,7 +4,8 @@ with If-Match (its finish).
 Through azure-core's pipeline each costs about 0.75 ms of CPU (policies, request and response
 objects, header normalisation); here about 0.09 ms, on the small keep-alive HTTP/1.1 client of
 ``core/adapters/lean_http.py`` (``bench/table_rest.py``). The request headers and the Shared Key
-signature are the SDK's own, byte for byte, but for User-Agent and a request id. Only these two shapes
+signature are those the SDK sends (compared with a recording of its requests), less its
+User-Agent, Date and request id headers. Only these two shapes
 of single-entity write come here; transactions, reads and queries stay on the SDK
 (``core/adapters/table_store.py``), and so does any write this module cannot express exactly as
 the SDK would: ``encode`` returns None for a property type it does not know, and ``for_service``
