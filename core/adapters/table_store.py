@@ -81,6 +81,7 @@ class TableStateStore:
 
             service = TableServiceClient(f"https://{account}.table.core.windows.net",
                                          credential=DefaultAzureCredential(), **options)
+        # With a proxy configured (no lean transport) everything goes through the SDK, which honours it.
         return cls(service, TableRest.for_service(service) if transport else None)
 
     def _table(self, name: str) -> TableClient:
