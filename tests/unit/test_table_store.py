@@ -71,10 +71,16 @@ class _Server(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def closing_server() -> Iterator[tuple[str, list[int]]]:
+def closing_server() -> Iterator[tuple[str, list[int], threading.Semaphore]]:
     """Answers each request, then drops the connection without saying so (an idle keep-alive
-    connection the server closed)."""
+    connection the server closed); ``closed`` is released once each connection is shut."""
     connections: list[int] = []
+    closed = threading.Semaphore(0)
+
+    class Server(_Server):
+        def shutdown_request(self, request: object) -> None:
+            super().shutdown_request(request)  # type: ignore[arg-type]
+            closed.release()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -89,19 +95,21 @@ def closing_server() -> Iterator[tuple[str, list[int]]]:
             self.wfile.write(b"ok")
             self.close_connection = True
 
-    server = _Server(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", connections
+    yield f"http://127.0.0.1:{server.server_address[1]}", connections, closed
     server.shutdown()
     server.server_close()
 
 
 def test_a_connection_the_server_dropped_is_replaced_before_reuse(closing_server) -> None:
-    url, connections = closing_server
+    url, connections, closed = closing_server
     transport = HttpClientTransport()
     for _ in range(3):
         response = transport.send(HttpRequest("GET", f"{url}/x"))
         assert (response.status_code, response.content) == (200, b"ok")
+        # The close must have happened before the next request, or this races the server's FIN.
+        assert closed.acquire(timeout=10)
     assert len(connections) == 3
 
 
