@@ -4,6 +4,7 @@ closing connections, over TLS."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
 import subprocess
@@ -148,6 +149,8 @@ def test_an_answer_cut_short_is_lost_and_nothing_listening_is_unsent(serve) -> N
 
 
 def test_https_verifies_the_server_and_speaks_through_tls(serve, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
