@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/intake.py
 	$(PY) bench/intake.py --clients 2 --batch 100 --events 3000
 	$(PY) bench/store_writes.py
+	$(PY) bench/table_rest.py
 	$(PY) bench/alerts.py
 	$(PY) bench/local_metrics.py
 	$(PY) bench/burst.py --events 10000 --window 150

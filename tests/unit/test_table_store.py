@@ -93,10 +93,16 @@ class _Server(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def closing_server() -> Iterator[tuple[str, list[int]]]:
+def closing_server() -> Iterator[tuple[str, list[int], threading.Semaphore]]:
     """Answers each request, then drops the connection without saying so (an idle keep-alive
-    connection the server closed)."""
+    connection the server closed); ``closed`` is released once each connection is shut."""
     connections: list[int] = []
+    closed = threading.Semaphore(0)
+
+    class Server(_Server):
+        def shutdown_request(self, request: object) -> None:
+            super().shutdown_request(request)  # type: ignore[arg-type]
+            closed.release()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -111,19 +117,21 @@ def closing_server() -> Iterator[tuple[str, list[int]]]:
             self.wfile.write(b"ok")
             self.close_connection = True
 
-    server = _Server(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", connections
+    yield f"http://127.0.0.1:{server.server_address[1]}", connections, closed
     server.shutdown()
     server.server_close()
 
 
 def test_a_connection_the_server_dropped_is_replaced_before_reuse(closing_server) -> None:
-    url, connections = closing_server
+    url, connections, closed = closing_server
     transport = HttpClientTransport()
     for _ in range(3):
         response = transport.send(HttpRequest("GET", f"{url}/x"))
         assert (response.status_code, response.content) == (200, b"ok")
+        # The close must have happened before the next request, or this races the server's FIN.
+        assert closed.acquire(timeout=10)
     assert len(connections) == 3
 
 
@@ -157,3 +165,18 @@ def test_a_configured_proxy_keeps_the_sdk_default_transport(monkeypatch) -> None
         monkeypatch.delenv(name, raising=False)
     assert isinstance(table_transport(), HttpClientTransport)
     assert not isinstance(table_transport(), RequestsTransport)
+
+
+def test_the_private_azure_core_response_class_the_transport_relies_on_is_still_there() -> None:
+    """table_transport.py answers with azure-core's own http.client response class, because only
+    azure-core's implementations have the ``parts()`` the Table SDK reads a transaction with. If
+    azure-core moves or renames it, this says so before anything subtler breaks."""
+    import importlib
+
+    module = importlib.import_module("azure.core.rest._http_response_impl")
+    response = getattr(module, "RestHttpClientTransportResponse", None)
+    assert response is not None, "azure-core moved RestHttpClientTransportResponse: see table_transport.py"
+    assert callable(getattr(response, "parts", None)), "azure-core's response lost parts(): transactions would break"
+    from azure.core.rest import HttpResponse
+
+    assert issubclass(response, HttpResponse)
