@@ -244,6 +244,11 @@ def _http_date() -> str:
     return text
 
 
+class CredentialsRefused(StoreError):
+    """401/403: nothing was written. The store then hands the write, and every later one, to the
+    SDK, whose authentication also answers challenges this path does not (tenant discovery)."""
+
+
 def _refusal(what: str, table: str, answer: Answer, *, merge: bool) -> StoreError:
     code = _error_code(answer.body)
     where = f"{what} {table}"
@@ -252,7 +257,7 @@ def _refusal(what: str, table: str, answer: Answer, *, merge: bool) -> StoreErro
     if answer.status == 412 or (merge and answer.status == 404 and code != "TableNotFound"):
         return PreconditionFailed(f"{where}: the entity changed or is gone since it was read ({code})")
     if answer.status in (401, 403):
-        return StoreError(f"{where}: Table Storage refused the credentials (HTTP {answer.status} {code})")
+        return CredentialsRefused(f"{where}: Table Storage refused the credentials (HTTP {answer.status} {code})")
     return StoreError(f"{where}: Table Storage refused the write (HTTP {answer.status} {code})")
 
 

@@ -11,14 +11,16 @@ a third of the SDK's CPU per call, and these are the two calls every event makes
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.adapters.table_rest import encode
+from core.adapters.table_rest import CredentialsRefused, encode
 from core.coalesce import Coalescer, Pending
 from core.errors import ConflictError, PreconditionFailed, StoreError
+from core.logs import get_logger, log
 from core.ports import Entity
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
     from core.adapters.table_rest import TableRest
 
+_log = get_logger("table_store")
 _KEYS = ("PartitionKey", "RowKey")
 
 
@@ -133,14 +136,23 @@ class TableStateStore:
                 pending.result = self._write_by_sdk(w)
             else:
                 self._table(w.table)  # created on first use, as for the SDK's calls
-                if w.etag:
-                    entity = w.entity
-                    pending.result = self._rest.merge(w.table, entity["PartitionKey"], entity["RowKey"], body, w.etag)
-                else:
-                    pending.result = self._rest.insert(w.table, body)
+                pending.result = self._write_lean(self._rest, w, body)
         except StoreError as exc:
             pending.error = exc
         pending.settle()
+
+    def _write_lean(self, rest: TableRest, w: _Write, body: bytes) -> str:
+        try:
+            if w.etag:
+                return rest.merge(w.table, w.entity["PartitionKey"], w.entity["RowKey"], body, w.etag)
+            return rest.insert(w.table, body)
+        except CredentialsRefused as exc:
+            # Nothing was written. Azure can ask for more than a bearer token carries (a tenant
+            # challenge); the SDK answers those, so it takes over this write and all later ones.
+            self._rest = None
+            log(_log, logging.WARNING, "the lean Table path was refused its credentials; using the SDK",
+                table=w.table, error=str(exc))
+            return self._write_by_sdk(w)
 
     def _write_by_sdk(self, w: _Write) -> str:
         from azure.core import MatchConditions
