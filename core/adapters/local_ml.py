@@ -396,11 +396,10 @@ class LocalMLPlatform:
     def _store_version(self, name: str, package: Path, tags: Mapping[str, str], properties: Mapping[str, str],
                        job_name: str) -> ModelVersion:
         """Reserve the next version, upload the package, make it visible, announce ModelRegistered."""
-        version, etag = self._reserve_version(name, tags, properties, job_name)
+        version, etag, created = self._reserve_version(name, tags, properties, job_name)
         for path in sorted(p for p in package.iterdir() if p.is_file()):
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             self._blobs.put(self.container, f"{name}/{version}/{path.name}", path.read_bytes(), content_type)
-        created = self._clock()
         self._store.update(self.models_table, name, _version_key(version),
                            {"state": "ready", "created_at": _iso(created)}, etag)
         model = ModelVersion(name, str(version), dict(tags), dict(properties), created)
@@ -409,21 +408,25 @@ class LocalMLPlatform:
         return model
 
     def _reserve_version(self, name: str, tags: Mapping[str, str], properties: Mapping[str, str],
-                         job_name: str) -> tuple[int, str]:
+                         job_name: str) -> tuple[int, str, datetime]:
         """The next version number, taken with an insert-if-absent; invisible until its files are uploaded.
-        A number an earlier attempt of the job reserved (its host died before the files were up) is reused."""
+        A number an earlier attempt of the job reserved (its host died before the files were up) is reused.
+        Returns the number, the row's ETag and when the number was taken: the version's creation time,
+        so that creation times follow version numbers as in Azure ML, whichever upload ends first."""
         for earlier in self._store.query(self.models_table, name, {"job_name": job_name, "state": "registering"}):
-            return int(earlier.row), self._store.update(
-                self.models_table, name, earlier.row, {"tags": json.dumps(dict(tags)),
-                                                       "properties": json.dumps(dict(properties)),
-                                                       "reserved_at": _iso(self._clock())}, earlier.etag)
+            etag = self._store.update(self.models_table, name, earlier.row,
+                                      {"tags": json.dumps(dict(tags)), "properties": json.dumps(dict(properties))},
+                                      earlier.etag)
+            taken = str(earlier.props.get("reserved_at", ""))
+            return int(earlier.row), etag, datetime.fromisoformat(taken) if taken else self._clock()
         for _ in range(VERSION_ATTEMPTS):
             version = max((int(e.row) for e in self._store.query(self.models_table, name)), default=0) + 1
+            reserved = self._clock()
             props = {"version": version, "state": "registering", "tags": json.dumps(dict(tags)),
                      "properties": json.dumps(dict(properties)), "job_name": job_name,
-                     "reserved_at": _iso(self._clock())}
+                     "reserved_at": _iso(reserved)}
             try:
-                return version, self._store.insert(self.models_table, name, _version_key(version), props)
+                return version, self._store.insert(self.models_table, name, _version_key(version), props), reserved
             except ConflictError:
                 continue  # another job took this number between our read and our insert: read again
         raise StoreError(f"could not reserve a version of {name} in {VERSION_ATTEMPTS} attempts")

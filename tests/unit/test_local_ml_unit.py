@@ -209,12 +209,13 @@ def test_start_up_resumes_the_jobs_earlier_processes_left() -> None:
 def test_a_version_number_a_dead_attempt_reserved_is_reused() -> None:
     store, published = MemoryStateStore(), list[dict[str, Any]]()
     platform = platform_on(store, published)
-    first, _ = platform._reserve_version("diabetes", {"try": "1"}, {}, "retrain-x")  # then its host died
+    first, _, taken = platform._reserve_version("diabetes", {"try": "1"}, {}, "retrain-x")  # then its host died
 
-    again, _ = platform._reserve_version("diabetes", {"try": "2"}, {}, "retrain-x")
-    other, _ = platform._reserve_version("diabetes", {}, {}, "retrain-other")
+    again, _, retaken = platform._reserve_version("diabetes", {"try": "2"}, {}, "retrain-x")
+    other, _, _ = platform._reserve_version("diabetes", {}, {}, "retrain-other")
 
     assert (first, again, other) == (1, 1, 2)
+    assert retaken == taken  # the version was created when its number was taken, not at the retry
     reserved = store.get(platform.models_table, "diabetes", "0000000001")
     assert reserved is not None and reserved.props["tags"] == '{"try": "2"}'
 
@@ -224,7 +225,7 @@ def test_a_version_taken_between_read_and_insert_is_skipped() -> None:
     platform, rival = platform_on(store, published), platform_on(store, published)
     store.before_write = lambda: rival._reserve_version("diabetes", {}, {}, "rival-job")
 
-    version, _ = platform._reserve_version("diabetes", {"k": "v"}, {}, "our-job")
+    version, _, _ = platform._reserve_version("diabetes", {"k": "v"}, {}, "our-job")
 
     assert version == 2
     assert platform.list_models("diabetes") == []  # reserved, not registered: no files yet, so not listed
