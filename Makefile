@@ -14,7 +14,7 @@ help:
 	@echo "make test   - install everything, lint, type-check and run the whole test suite"
 	@echo "make demo   - install everything and run the end-to-end demo (stops by itself)"
 	@echo "make dev    - install everything and run the local stack on http://127.0.0.1:7071 (Ctrl-C stops)"
-	@echo "make bench  - performance figures (cold start, intake, table writes, burst coalescing, ML outage drain, host RSS)"
+	@echo "make bench  - performance figures (cold start, intake, table writes, alerts, burst, release, outage drain, collection, host RSS, local loop)"
 	@echo "make soak   - long reliability runs: SIGKILL the host in SOAK_RUNS (50) release cycles; 10,000-event replay"
 
 setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
