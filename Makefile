@@ -75,7 +75,7 @@ bench: setup
 	$(PY) bench/host_rss.py
 	$(PY) bench/loop.py
 
-# Not part of `make test`: the crash soak takes ~35 s per run, the replay ~10 min (2-core machine).
+# Not part of `make test`: the crash soak takes ~20 s per run, the replay ~10 min (2-core machine).
 # The files are not named test_*, so only this target collects them. SOAK_RUNS, SOAK_SEED and
 # SOAK_STREAM_EVENTS tune them.
 SOAK_RUNS ?= 50
