@@ -27,6 +27,15 @@ MAX_HEAD = 64 * 1024  # bytes of status line and headers
 MAX_BODY = 16 * 1024 * 1024
 
 
+def idle_socket_dropped(sock: socket.socket) -> bool:
+    """An idle keep-alive socket that is readable was closed by the server (or sent garbage)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class Unsent(Exception):
     """The request did not leave: nothing was done."""
 
@@ -48,14 +57,8 @@ class _Connection:
         self.buffer = b""
 
     def dropped(self) -> bool:
-        """An idle connection that is readable was closed by the server (or sent garbage)."""
-        if self.buffer:
-            return True
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
+        """Bytes left over from the last answer, or a close by the server: not reusable."""
+        return bool(self.buffer) or idle_socket_dropped(self.sock)
 
     def close(self) -> None:
         self.sock.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import select
 import socket
 import ssl
 import threading
@@ -43,9 +42,9 @@ from azure.core.rest import HttpRequest
 # rather than re-implementing multipart/mixed. tests/unit/test_table_store.py fails loudly if it moves.
 from azure.core.rest._http_response_impl import RestHttpClientTransportResponse
 
+from core.adapters.lean_http import CONNECT_TIMEOUT, READ_TIMEOUT, idle_socket_dropped
+
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-CONNECT_TIMEOUT = 20.0  # seconds
-READ_TIMEOUT = 60.0  # a Table operation's server-side timeout is 30 s
 T = TypeVar("T")
 
 
@@ -121,7 +120,7 @@ class HttpClientTransport(HttpTransport):
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         conns = self._connections()
         conn = conns.get((scheme, netloc))
-        if conn is not None and conn.sock is not None and _dropped(conn.sock):
+        if conn is not None and conn.sock is not None and idle_socket_dropped(conn.sock):
             conn.close()  # the server closed the idle connection: http.client reconnects on the next request
         if conn is None:
             if scheme == "https":
@@ -144,15 +143,6 @@ class HttpClientTransport(HttpTransport):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.sock.settimeout(self._connect_timeout)
         return conn
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """An idle keep-alive socket that is readable has been closed by the server (or sent garbage)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 def _response(request: HttpRequest, answer: http.client.HTTPResponse) -> RestHttpClientTransportResponse:
