@@ -27,7 +27,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -106,15 +106,37 @@ class Ledger:
         if self._done.seen((function, key)):  # "done" is final: nothing ever takes such a claim over
             return Claim(function, key, "duplicate", status="done")
         now = self._clock()
-        props = {**summary, "function": function, "model": summary.get("model", ""),
-                 "version": summary.get("version", ""), "status": "processing", "attempt": 1,
-                 "correlation_id": correlation_id, "received_at": now.isoformat(),
-                 "lease_until": (now + self._lease).isoformat()}
+        props = _claim_props(function, summary, correlation_id, now) | {
+            "status": "processing", "lease_until": (now + self._lease).isoformat()}
         try:
             etag = self._store.insert(self.events_table, function, key, props)
             return Claim(function, key, "won", etag)
         except ConflictError:
             return self._contend(function, key, now, retry_failed)
+
+    def settle(self, function: str, key: str, summary: Mapping[str, str], correlation_id: str,
+               outcome: Mapping[str, Any], record: AuditRecord, *, retry_failed: bool = False) -> Claim:
+        """Claim and finish in one write, for an event whose outcome is known before any work (one that
+        needs no action): the claim is inserted done, with its audit record. Won means recorded (also
+        when an earlier claim of the event was taken over, then finished); otherwise the claim is as
+        ``claim`` would find it (a duplicate, or in flight under another delivery's lease)."""
+        if self._done.seen((function, key)):
+            return Claim(function, key, "duplicate", status="done")
+        when = self._clock()
+        props = _claim_props(function, summary, correlation_id, when) | _finish_props("done", outcome, record, when)
+        try:
+            etag = self._store.insert(self.events_table, function, key, props)
+        except ConflictError:
+            claim = self._contend(function, key, when, retry_failed)
+            if claim.state != "won":
+                return claim
+            if not self.finish(claim, "done", outcome, record=record):
+                return Claim(function, key, "in_flight")  # taken over by another delivery meanwhile
+            return replace(claim, status="done")
+        self._done.add((function, key))
+        if self.on_audit is not None:
+            self.on_audit(record, when)
+        return Claim(function, key, "won", etag, status="done")
 
     def recheck(self, function: str, key: str, *, retry_failed: bool = False) -> Claim:
         """Look again at a claim seen in flight: done by now (duplicate), still in flight, or taken
@@ -162,11 +184,7 @@ class Ledger:
         the claim already holds its other fields, the outcome is its detail): ``on_audit`` is
         told of it as of every record ``audit`` writes."""
         when = self._clock()
-        now = when.isoformat()
-        props = {"status": status, "finished_at": now,
-                 "outcome": _clip(json.dumps(outcome, default=str, sort_keys=True))}
-        if record is not None:
-            props |= {"action": record.action, "at": now, "actor": record.actor}
+        props = _finish_props(status, outcome, record, when)
         try:
             self._store.update(self.events_table, claim.function, claim.key, props, claim.etag)
         except PreconditionFailed:
@@ -309,6 +327,22 @@ def _claim_record(claim: Entity) -> dict[str, Any]:
     record: dict[str, Any] = {name: p.get(name, "") for name in AUDIT_FIELDS}
     return record | {"id": f"{audit_stamp(at)}-{claim.row[:12]}",
                      "detail": json.loads(str(p.get("outcome") or "{}"))}
+
+
+def _claim_props(function: str, summary: Mapping[str, str], correlation_id: str, now: datetime) -> dict[str, Any]:
+    """What every claim row holds from the start: the event's summary and the fields of its audit record."""
+    return {**summary, "function": function, "model": summary.get("model", ""), "version": summary.get("version", ""),
+            "attempt": 1, "correlation_id": correlation_id, "received_at": now.isoformat()}
+
+
+def _finish_props(status: str, outcome: Mapping[str, Any], record: AuditRecord | None,
+                  now: datetime) -> dict[str, Any]:
+    """What a finish adds to a claim: its end, the outcome and, with ``record``, the rest of its audit record."""
+    props = {"status": status, "finished_at": now.isoformat(),
+             "outcome": _clip(json.dumps(outcome, default=str, sort_keys=True))}
+    if record is not None:
+        props |= {"action": record.action, "at": now.isoformat(), "actor": record.actor}
+    return props
 
 
 def _clip(text: str) -> str:

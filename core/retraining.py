@@ -45,13 +45,14 @@ from core.ml_platform import (
     MLPlatform,
     RetrainRequest,
 )
-from core.ports import Clock, StateStore
+from core.ports import Clock, Entity, StateStore
 from core.retrain_policy import RetrainPolicy
 
 ROW = "state"
 MAX_LINEAGE = 50  # trigger ids kept on the state entity; the audit trail keeps every one
 INCIDENT = "RetrainingJobFailed"
 INCIDENT_SEVERITY = {"failed": "error", "canceled": "warning"}
+FINAL_STATUSES = ("completed", "failed", "canceled", "cancelled")
 Incident = Callable[[str, Mapping[str, str], bool, str], object]  # (alertname, labels, firing, summary)
 _log = get_logger("retraining")
 
@@ -73,6 +74,9 @@ class Decision:
 
 
 _UNCHANGED = object()
+# A change of a model's state, a pure function of it (safe to apply again after a lost race):
+# it edits the state in place and returns its Decision, or _UNCHANGED.
+Change = Callable[[dict[str, Any]], Any]
 
 
 class Retraining:
@@ -87,25 +91,46 @@ class Retraining:
         self.policies = dict(policies)
         self._table = f"{prefix}retrain"
         self._clock = clock
-        self._changes: Coalescer[Callable[[dict[str, Any]], Any]] = Coalescer(self._apply)
+        self._changes: Coalescer[Change] = Coalescer(self._apply)
+        self._known: dict[Hashable, Entity] = {}  # each model's state as last read or written here
 
     # -- triggers ---------------------------------------------------------------------------
+    def ignored(self, event: Event) -> Mapping[str, Any] | None:
+        """The outcome of an event retraining has nothing to do for, or None (the intake's triage:
+        such an event is recorded in one write; the handlers below begin with the same answer)."""
+        if isinstance(event, BlobCreated):
+            return None if self._fed_by(event) else {
+                "action": "ignored", "reason": f"no model is fed by {event.container}/{event.blob_name}"}
+        if isinstance(event, DatasetDriftDetected) or (isinstance(event, RunStatusChanged) and event.is_monitor_breach):
+            return None if self._watcher(event) else {
+                "action": "ignored", "reason": f"no model is watched by monitor {_monitor(event)!r}"}
+        if isinstance(event, RunEvent):
+            if event.tags.get(TAG_MODEL, "") not in self.policies:
+                return {"action": "ignored", "reason": "not a retraining job of this app"}
+            if _run_status(event).lower() not in FINAL_STATUSES:
+                return {"action": "ignored", "reason": f"run status {_run_status(event)!r} is not final"}
+        return None
+
     def on_blob_created(self, event: Event, ctx: Any) -> Mapping[str, Any]:
         assert isinstance(event, BlobCreated)
-        policy = next((p for p in self.policies.values() if p.feeds(event.container, event.blob_name)), None)
+        policy = self._fed_by(event)
         if policy is None:
-            return {"action": "ignored", "reason": f"no model is fed by {event.container}/{event.blob_name}"}
+            return self.ignored(event) or {}
         ref = {"url": event.url, "etag": event.etag, "size": event.content_length, "event_id": event.id}
-        decision = self._change(policy.model, lambda s: self._add_data(policy, s, ref))
-        return self._try_start(policy, trigger=decision).outcome()
+        return self._try_start(policy, add=lambda s: self._add_data(policy, s, ref)).outcome()
 
     def on_drift(self, event: Event, ctx: Any) -> Mapping[str, Any]:
-        monitor = event.drift_name if isinstance(event, DatasetDriftDetected) else getattr(event, "experiment_name", "")
-        policy = next((p for p in self.policies.values() if monitor in p.monitors), None)
+        policy = self._watcher(event)
         if policy is None:
-            return {"action": "ignored", "reason": f"no model is watched by monitor {monitor!r}"}
-        decision = self._change(policy.model, lambda s: self._add_trigger(policy, s, "drift", event.id, ""))
-        return self._try_start(policy, trigger=decision).outcome()
+            return self.ignored(event) or {}
+        return self._try_start(policy, add=lambda s: self._add_trigger(policy, s, "drift", event.id, "")).outcome()
+
+    def _fed_by(self, event: BlobCreated) -> RetrainPolicy | None:
+        return next((p for p in self.policies.values() if p.feeds(event.container, event.blob_name)), None)
+
+    def _watcher(self, event: Event) -> RetrainPolicy | None:
+        monitor = _monitor(event)
+        return next((p for p in self.policies.values() if monitor in p.monitors), None)
 
     def request(self, model: str, reason: str, actor: str) -> Mapping[str, Any]:
         """A manual retrain (admin API, ``reactor retrain``): no window, no threshold, no cooldown."""
@@ -113,20 +138,16 @@ class Retraining:
         if policy is None:
             raise KeyError(f"no retraining policy for model {model!r}")
         note = f"{actor}: {reason}"[:500]
-        decision = self._change(model, lambda s: self._add_trigger(policy, s, "manual", "", note))
-        return self._try_start(policy, trigger=decision).outcome()
+        return self._try_start(policy, add=lambda s: self._add_trigger(policy, s, "manual", "", note)).outcome()
 
     def on_run_event(self, event: Event, ctx: Any) -> Mapping[str, Any]:
         assert isinstance(event, RunEvent)
         if isinstance(event, RunStatusChanged) and event.is_monitor_breach:
             return self.on_drift(event, ctx)
-        model = event.tags.get(TAG_MODEL, "")
-        if model not in self.policies:
-            return {"action": "ignored", "reason": "not a retraining job of this app"}
-        raw_status = "Completed" if isinstance(event, RunCompleted) else getattr(event, "run_status", "")
-        status = raw_status.lower()
-        if status not in ("completed", "failed", "canceled", "cancelled"):
-            return {"action": "ignored", "reason": f"run status {raw_status!r} is not final"}
+        skip = self.ignored(event)
+        if skip is not None:
+            return skip
+        model, status = event.tags[TAG_MODEL], _run_status(event).lower()
         # Where a person reads what happened: the studio link in Azure, the job log locally.
         link = event.properties.get("reactor_log", "") or event.properties.get("studio_url", "")
         error = event.properties.get("reactor_error", "")[:2000]
@@ -139,7 +160,7 @@ class Retraining:
         outcomes: list[Mapping[str, Any]] = []
         for policy in self.policies.values():
             self._reconcile(policy)
-            decision = self._try_start(policy, trigger=None)
+            decision = self._try_start(policy)
             if decision.action != "idle":
                 outcomes.append(decision.outcome())
         return outcomes
@@ -225,26 +246,26 @@ class Retraining:
                                     **({TAG_REQUESTED_BY: requested_by} if requested_by else {})})
 
     # -- starting, finishing, repairing ---------------------------------------------------
-    def _try_start(self, policy: RetrainPolicy, trigger: Decision | None) -> Decision:
+    def _try_start(self, policy: RetrainPolicy, add: Change | None = None) -> Decision:
+        """Add a trigger (``add``) and decide whether its window starts a job, in one read-modify-write
+        of the model's state: one round trip, and nobody can start the window between the two."""
         now = self._clock()
-        decided = self._change(policy.model, lambda s: self._decide(policy, s, now))
-        if decided is None and trigger is not None:
-            return self._started_meanwhile(policy.model, trigger) or trigger
-        if decided is None:
+
+        def change(s: dict[str, Any]) -> Any:
+            trigger = add(s) if add is not None else _UNCHANGED
+            decided = self._decide(policy, s, now)
+            return _UNCHANGED if trigger is _UNCHANGED and decided is _UNCHANGED else (trigger, decided)
+
+        result, state = self._changes.run(policy.model, change)
+        trigger, decided = (_UNCHANGED, _UNCHANGED) if result is _UNCHANGED else result
+        if decided is _UNCHANGED and trigger is not _UNCHANGED:
+            return _started_later(trigger, state) or trigger
+        if decided is _UNCHANGED:
             return Decision("idle", policy.model, audit=False)
         self._audit(decided)
         if decided.action == "started":
             self._submit(policy.model)
         return decided
-
-    def _started_meanwhile(self, model: str, trigger: Decision) -> Decision | None:
-        """The timer or another instance may start the trigger's window between our two steps:
-        then the caller's answer is that job, not 'coalesced'."""
-        s = self.state(model)
-        if not trigger.decision_id or s["started_decision"] != trigger.decision_id:
-            return None
-        return Decision("started", model, trigger.reason, job=s["started_job"], decision_id=trigger.decision_id,
-                        detail={"started_by": "a concurrent start (timer or another instance)"}, audit=False)
 
     def _submit(self, model: str) -> None:
         s = self.state(model)
@@ -273,7 +294,7 @@ class Retraining:
         if decided != "completed":
             log(_log, logging.ERROR, f"retraining job {decided}", model=model, job=job,
                 url=tags.get("reactor_job_url", ""))
-        self._try_start(self.policies[model], trigger=None)
+        self._try_start(self.policies[model])
         return outcome
 
     def _incidents(self, model: str, job: str, status: str, tags: Mapping[str, str],
@@ -318,32 +339,51 @@ class Retraining:
             self.finish_job(policy.model, job.name, job.status, {**job.tags, "reactor_job_url": job.url})
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _change(self, model: str, change: Callable[[dict[str, Any]], Any]) -> Any:
+    def _change(self, model: str, change: Change) -> Any:
         """Read-modify-write of a model's state under its ETag; None when nothing changed.
         Concurrent changes to one model are applied together in a single write (a burst of
         files costs one round trip per batch, not per file)."""
-        result = self._changes.run(model, change)
+        result, _ = self._changes.run(model, change)
         return None if result is _UNCHANGED else result
 
-    def _apply(self, model: Hashable, batch: list[Pending[Callable[[dict[str, Any]], Any]]]) -> None:
+    def _apply(self, model: Hashable, batch: list[Pending[Change]]) -> None:
+        # The state as this process last read or wrote it stands in for a read: the write is conditional
+        # on its ETag, so if anyone changed it since, the write fails and the state is read again. A batch
+        # that would write nothing is never decided on that copy: nothing would confirm it is current
+        # (the timer's repairs must see what another instance did).
+        known = self._known.pop(model, None)
         for attempt in range(50):
-            entity = self._store.get(self._table, str(model), ROW)
+            entity = known if known is not None else self._store.get(self._table, str(model), ROW)
             state = _defaults() | (dict(entity.props) if entity else {})
             results = [p.item(state) for p in batch]  # pure functions of the state: safe to re-apply
+            if all(r is _UNCHANGED for r in results):
+                if known is not None:
+                    known = None
+                    continue
+                if entity is not None:
+                    self._known[model] = entity
+                break
             try:
-                if any(r is not _UNCHANGED for r in results):
-                    if entity is None:
-                        self._store.insert(self._table, str(model), ROW, state)
-                    else:
-                        self._store.update(self._table, str(model), ROW, state, entity.etag)
+                etag = self._write_state(str(model), state, entity)
             except (PreconditionFailed, ConflictError):
-                time.sleep(0.005 * (attempt + 1))  # another instance changed it: read again, apply again
+                if known is None:
+                    time.sleep(0.005 * (attempt + 1))  # another instance changed it: read again, apply again
+                known = None
                 continue
-            for p, r in zip(batch, results, strict=True):
-                p.result = r
-                p.settle()
-            return
-        raise StoreError(f"retraining state of {model} kept changing; gave up after 50 attempts")
+            self._known[model] = Entity(str(model), ROW, dict(state), etag)
+            break
+        else:
+            raise StoreError(f"retraining state of {model} kept changing; gave up after 50 attempts")
+        for p, r in zip(batch, results, strict=True):
+            p.result = (r, state)  # the state as written: what the changes after this one made of it
+            p.settle()
+
+    def _write_state(self, model: str, state: dict[str, Any], entity: Entity | None) -> str:
+        if entity is None:
+            return self._store.insert(self._table, model, ROW, state)
+        # A merge needs only what changed: in a long window that leaves out the capped lineage (~10 KB).
+        changed = {k: v for k, v in state.items() if k not in entity.props or entity.props[k] != v}
+        return self._store.update(self._table, model, ROW, changed, entity.etag)
 
     def _audit(self, d: Decision) -> None:
         if not d.audit:
@@ -368,6 +408,16 @@ def _empty_window() -> dict[str, Any]:
 def _capped(encoded: str, item: dict[str, Any]) -> str:
     items = json.loads(encoded)
     return json.dumps([*items, item] if len(items) < MAX_LINEAGE else items)
+
+
+def _started_later(trigger: Decision, state: Mapping[str, Any]) -> Decision | None:
+    """A trigger's window started by a change applied after it in the same write (a manual request
+    joining a burst of files, say): then the trigger's answer is that job, not 'coalesced'."""
+    if not trigger.decision_id or state["started_decision"] != trigger.decision_id:
+        return None
+    return Decision("started", trigger.model, trigger.reason, job=state["started_job"],
+                    decision_id=trigger.decision_id, detail={"started_by": "a trigger that came with it"},
+                    audit=False)
 
 
 def _mark_submitted(s: dict[str, Any], job: Job) -> Any:
@@ -399,6 +449,15 @@ def _release_slot(s: dict[str, Any], job: str, status: str) -> Any:
 
 def _incident_labels(model: str, job: str, status: str) -> dict[str, str]:
     return {"model": model, "job": job, "status": status, "severity": INCIDENT_SEVERITY.get(status, "error")}
+
+
+def _monitor(event: Event) -> str:
+    """The monitor a drift signal names: v1 DatasetDriftDetected, or a model-monitoring v2 run."""
+    return event.drift_name if isinstance(event, DatasetDriftDetected) else getattr(event, "experiment_name", "")
+
+
+def _run_status(event: RunEvent) -> str:
+    return "Completed" if isinstance(event, RunCompleted) else getattr(event, "run_status", "")
 
 
 def _parse(text: str) -> datetime:

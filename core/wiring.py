@@ -28,7 +28,7 @@ from core.events import (
 from core.feedback.collected import CollectedInputs
 from core.feedback.drift_check import DriftCheck, RecentInputs
 from core.feedback.quality import LiveQuality
-from core.intake import EventContext, EventHandler, Intake
+from core.intake import EventContext, EventHandler, Intake, Triage
 from core.ledger import Ledger
 from core.logs import configure
 from core.ml_platform import MLPlatform, ServingPlatform
@@ -91,6 +91,11 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
         BlobCreated: _blob_created(retraining, quality), DatasetDriftDetected: retraining.on_drift,
         RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event,
         ModelRegistered: releases.on_model_registered, ModelDeployed: releases.on_model_deployed}
+    # what each handler would do nothing for, known from the event alone (one write each)
+    triage: dict[type[Event], Triage] = {
+        BlobCreated: lambda e: None if quality.handles(e) else retraining.ignored(e),
+        DatasetDriftDetected: retraining.ignored, RunStatusChanged: retraining.ignored,
+        RunCompleted: retraining.ignored, ModelRegistered: releases.ignored, ModelDeployed: releases.ignored}
     from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
     from core.notify.send import Sender
 
@@ -103,8 +108,8 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                         rollback=lambda model, reason: releases.rollback(model, "alerting", None, reason))
     alerting_ref.append(alerting)
     publisher = _publisher(settings, store, ledger, clock)
-    return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers), retraining, platform,
-                    outbox, alerting, serving, releases, publisher, quality,
+    return Services(settings, store, blobs, ledger, Intake(ledger, sources, handlers, triage=triage), retraining,
+                    platform, outbox, alerting, serving, releases, publisher, quality,
                     _drift(settings, store, blobs, ledger, inputs or CollectedInputs(blobs, settings.collect_container),
                            clock))
 

@@ -87,15 +87,26 @@ class Releases:
         self._incident = incident
 
     # -- events -------------------------------------------------------------------------------
+    def ignored(self, event: Event) -> Mapping[str, Any] | None:
+        """The outcome of an event no release is concerned by, or None (the intake's triage: such an
+        event is recorded in one write; the handlers below begin with the same answer)."""
+        if isinstance(event, ModelRegistered):
+            policy = self.policies.get(event.model_name)
+            if policy is None:
+                return {"action": "ignored", "reason": f"no release policy for model {event.model_name!r}"}
+            if not policy.matches(event.tags):
+                return {"action": "skipped", "model": event.model_name, "version": event.model_version,
+                        "reason": f"tags do not match {dict(policy.match_tags)}"}
+        if isinstance(event, ModelDeployed) and _release_of(event) is None:
+            return _not_ours(event)
+        return None
+
     def on_model_registered(self, event: Event, ctx: Any) -> Mapping[str, Any]:
         assert isinstance(event, ModelRegistered)
-        policy = self.policies.get(event.model_name)
-        if policy is None:
-            return {"action": "ignored", "reason": f"no release policy for model {event.model_name!r}"}
-        if not policy.matches(event.tags):
-            return {"action": "skipped", "model": event.model_name, "version": event.model_version,
-                    "reason": f"tags do not match {dict(policy.match_tags)}"}
-        release, created = self._create(policy, event)
+        skip = self.ignored(event)
+        if skip is not None:
+            return skip
+        release, created = self._create(self.policies[event.model_name], event)
         if created:
             self._audit(release, "release.created", {"tags": dict(event.tags)})
         advanced = self.advance(release.model, release.version) or release
@@ -105,17 +116,12 @@ class Releases:
     def on_model_deployed(self, event: Event, ctx: Any) -> Mapping[str, Any]:
         """Confirms a deployment this app started; ignores (and notes) the ones it did not."""
         assert isinstance(event, ModelDeployed)
-        rid = event.tags.get(TAG_RELEASE, "")
-        try:
-            model, version = split_id(rid)
-        except ValueError:
-            model, version = "", ""
-        found = self.store.get(model, version) if model else None
-        if found is None:  # the intake's audit record of this event carries the note
-            return {"action": "ignored", "reason": "deployment not started by a release of this app",
-                    "endpoint": event.service_name, "models": [f"{n}:{v}" for n, v in event.model_ids]}
-        advanced = self.advance(model, version) or found.value
-        return {"action": "deployment_confirmed", "release": rid, "state": advanced.state}
+        ids = _release_of(event)
+        found = self.store.get(*ids) if ids else None
+        if ids is None or found is None:  # the intake's audit record of this event carries the note
+            return _not_ours(event)
+        advanced = self.advance(*ids) or found.value
+        return {"action": "deployment_confirmed", "release": event.tags[TAG_RELEASE], "state": advanced.state}
 
     # -- the timer ------------------------------------------------------------------------------
     def tick(self) -> list[Mapping[str, Any]]:
@@ -592,6 +598,19 @@ def _split(rid: str) -> tuple[str, str]:
         return split_id(rid)
     except ValueError as exc:
         raise RequestError("release", str(exc)) from None
+
+
+def _release_of(event: ModelDeployed) -> tuple[str, str] | None:
+    """(model, version) of the release a deployment's tag names, or None when it names none."""
+    try:
+        return split_id(event.tags.get(TAG_RELEASE, ""))
+    except ValueError:
+        return None
+
+
+def _not_ours(event: ModelDeployed) -> dict[str, Any]:
+    return {"action": "ignored", "reason": "deployment not started by a release of this app",
+            "endpoint": event.service_name, "models": [f"{n}:{v}" for n, v in event.model_ids]}
 
 
 def _previous(ep: Endpoint, new: str) -> str:

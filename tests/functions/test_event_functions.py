@@ -133,7 +133,7 @@ def test_handler_failure_is_recorded_and_kept(services: Services) -> None:
     def explode(event, ctx):
         raise RuntimeError("platform unreachable")
 
-    services.intake.handlers[DatasetDriftDetected] = explode
+    services.intake.handle(DatasetDriftDetected, explode)
     raw = sample("DatasetDriftDetected")
     USER_FUNCTIONS["on_drift_detected"](decoded(raw))  # no exception escapes
     stored = record(services, "on_drift_detected", raw)
@@ -172,7 +172,7 @@ def test_three_deliveries_one_side_effect(services: Services) -> None:
         effects.append(event.id)
         return {"action": "counted"}
 
-    services.intake.handlers[ModelRegistered] = act
+    services.intake.handle(ModelRegistered, act)
     raw = sample("ModelRegistered")
     for _ in range(3):
         USER_FUNCTIONS["on_model_registered"](decoded(raw))
@@ -201,7 +201,7 @@ def failed_delivery(services: Services) -> FailedDelivery:
         effects.append(event.id)
         return {"action": "retrained"}
 
-    services.intake.handlers[DatasetDriftDetected] = flaky
+    services.intake.handle(DatasetDriftDetected, flaky)
     raw = sample("DatasetDriftDetected")
     USER_FUNCTIONS["on_drift_detected"](decoded(raw))
     [letter] = [d for d in services.ledger.dead_letters("on_drift_detected") if d.event_id == raw["id"]]

@@ -146,3 +146,36 @@ def test_the_audit_hook_hears_of_the_record_a_finish_writes_once(clock: Clock) -
     assert ledger.finish(taker, "done", {}, record=AuditRecord("event.processed", "c"))
     ledger.audit(AuditRecord("other", "c"))
     assert heard == ["event.processed", "other"]
+
+
+def test_settle_claims_and_finishes_in_one_write(clock: Clock) -> None:
+    store = MemoryStateStore()
+    heard: list[str] = []
+    ledger = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60,
+                    on_audit=lambda record, at: heard.append(record.action))
+    summary = {"event_id": "e1", "event_type": "T", "model": "m", "version": "2"}
+    claim = ledger.settle("on_x", "k1", summary, "c", {"action": "ignored"}, AuditRecord("event.processed", "c"))
+    assert (claim.state, claim.status, store.writes) == ("won", "done", 1)
+    [record] = ledger.audit_records({"event_id": "e1"})
+    assert {k: record[k] for k in ("action", "function", "model", "version", "correlation_id", "detail")} == {
+        "action": "event.processed", "function": "on_x", "model": "m", "version": "2", "correlation_id": "c",
+        "detail": {"action": "ignored"}}
+    assert heard == ["event.processed"]
+    other = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60)
+    again = other.settle("on_x", "k1", summary, "c", {"action": "ignored"}, AuditRecord("event.processed", "c"))
+    assert (again.state, again.status) == ("duplicate", "done"), "a redelivery to another instance"
+    assert other.claim("on_x", "k1", summary, "c").state == "duplicate"
+    assert len(ledger.audit_records({"event_id": "e1"})) == 1 and store.writes == 1
+
+
+def test_settle_waits_for_a_live_claim_and_finishes_a_dead_one(ledger: Ledger, clock: Clock) -> None:
+    held = ledger.claim("on_x", "k1", {"event_id": "e1"}, "c")
+    outcome, record = {"action": "ignored"}, AuditRecord("event.processed", "c")
+    assert ledger.settle("on_x", "k1", {"event_id": "e1"}, "c", outcome, record).state == "in_flight"
+    clock.now += timedelta(seconds=61)  # the holder died: its lease ran out
+    taken = ledger.settle("on_x", "k1", {"event_id": "e1"}, "c", outcome, record)
+    assert (taken.state, taken.status, taken.attempt) == ("won", "done", 2)
+    assert not ledger.finish(held, "done", {}, record=record), "the dead holder's late finish loses"
+    [processed] = ledger.audit_records({"event_id": "e1"})
+    assert processed["detail"] == outcome
+    assert ledger.claim("on_x", "k1", {"event_id": "e1"}, "c").state == "duplicate"

@@ -340,3 +340,38 @@ def test_deployment_environment_comes_from_the_model_property(world: World) -> N
                        ModelProperties={"deployment_env": json.dumps({"WORKERS": "2", "bad key": "x"})})
     world.releases.on_model_registered(parse_event(raw), None)
     assert json.loads(world.releases.get("diabetes:1").environment) == {"WORKERS": "2"}
+
+
+def registered(model: str, tags: dict[str, str]) -> Any:
+    raw = sample("ModelRegistered")
+    raw["data"].update(ModelName=model, ModelVersion="3", ModelTags=tags)
+    return parse_event(raw)
+
+
+def deployed(tags: dict[str, str]) -> Any:
+    raw = sample("ModelDeployed")
+    raw["data"].update(ServiceName="diabetes-qa", ModelIds="diabetes:9", ServiceTags=tags)
+    return parse_event(raw)
+
+
+@pytest.mark.parametrize(("case", "event"), [
+    ("a model with no release policy", registered("someone-elses", {"stage": "candidate"})),
+    ("a version whose tags do not match", registered(MODEL, {"stage": "experiment"})),
+    ("a deployment with no release tag", deployed({})),
+    ("a deployment whose release tag is no release id", deployed({"reactor_release": "no-colon"})),
+])
+def test_the_triage_of_an_event_no_release_is_concerned_by_is_the_handlers_answer(
+        world: World, case: str, event: Any) -> None:
+    """The intake records these in one write, on the triage's word."""
+    triage = world.releases.ignored(event)
+    handler = world.releases.on_model_registered if event.type.endswith("Registered") \
+        else world.releases.on_model_deployed
+    assert triage is not None and handler(event, None) == triage
+    assert world.serving.calls == [] and world.releases.find(MODEL) == [] and world.ledger.audit_records() == []
+
+
+def test_the_triage_leaves_events_with_work_to_the_handlers(world: World) -> None:
+    assert world.releases.ignored(registered(MODEL, {"stage": "candidate"})) is None
+    unknown = deployed({"reactor_release": "diabetes:9"})  # a release id: the store must be asked
+    assert world.releases.ignored(unknown) is None
+    assert world.releases.on_model_deployed(unknown, None)["action"] == "ignored"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +17,7 @@ from core.ml_platform import Job, ModelVersion, RetrainRequest
 from core.retrain_policy import parse_policies
 from core.retraining import Retraining
 from tests.conftest import memory_or_azurite
-from tests.fakes import Clock
+from tests.fakes import Clock, MemoryBlobStore, MemoryStateStore
 from tests.payloads import sample
 
 POLICY = {"diabetes": {"container": "data", "prefix": "diabetes/", "test_container": "data",
@@ -249,16 +251,121 @@ def test_policy_problems_are_named() -> None:
     assert parse_policies("{not json")[1][0].startswith("REACTOR_RETRAIN_POLICIES is not valid JSON")
 
 
-def test_a_start_by_the_timer_between_trigger_and_decision_is_reported_to_the_caller(world) -> None:
-    retraining, platform, _clock, _ledger = world
-    original = retraining._try_start
+class FirstReadHeld(MemoryStateStore):
+    """Storage whose first read of a table answers only when told: meanwhile more changes queue."""
 
-    def timer_first(policy, trigger):
-        if trigger is not None:
-            original(policy, trigger=None)  # the tick wins the race for this window
-        return original(policy, trigger)
+    def __init__(self, table: str) -> None:
+        super().__init__()
+        self.table, self.release = table, threading.Event()
 
-    retraining._try_start = timer_first
-    outcome = retraining.request("diabetes", "now", actor="ops")
-    assert outcome["action"] == "started" and outcome["job"] == platform.submits[0].job_name
-    assert len(platform.submits) == 1
+    def get(self, table: str, partition: str, row: str) -> Any:
+        if table == self.table and not self.release.is_set():
+            self.release.wait(10)
+        return super().get(table, partition, row)
+
+
+def test_a_file_whose_window_a_manual_request_in_the_same_write_starts_is_answered_with_that_job() -> None:
+    clock = Clock()
+    store = FirstReadHeld("tretrain")
+    ledger = Ledger(store, MemoryBlobStore(), prefix="t", container="t-internal", clock=clock, lease_seconds=60)
+    platform = RecordingPlatform()
+    policies, _ = parse_policies(json.dumps(POLICY))
+    retraining = Retraining(store, ledger, platform, policies, prefix="t", clock=clock)
+    answers: dict[str, Any] = {}
+    calls = {"first": lambda: retraining.on_blob_created(blob("diabetes/1.csv"), None),
+             "second": lambda: retraining.on_blob_created(blob("diabetes/2.csv"), None),
+             "manual": lambda: retraining.request("diabetes", "now", actor="ops")}
+    threads = {name: threading.Thread(target=lambda n=name: answers.update({n: calls[n]()})) for name in calls}
+    for name in calls:  # "first" holds the read; "second" and then "manual" queue behind it: one write
+        threads[name].start()
+        time.sleep(0.2)
+    store.release.set()
+    for t in threads.values():
+        t.join(10)
+    assert answers["first"]["action"] == "coalesced", "below the threshold, inside the window: it waits"
+    [submit] = platform.submits
+    assert answers["manual"]["action"] == "started" and answers["manual"]["job"] == submit.job_name
+    # Written alone, before the request, the second file would be "coalesced": this answer needs the shared write.
+    assert (answers["second"]["action"], answers["second"]["job"]) == ("started", submit.job_name), \
+        "the file's window was started by the request written with it"
+    assert answers["second"]["decision_id"] == answers["first"]["decision_id"] == submit.decision_id
+
+
+def run_event(status: str, tags: dict[str, str], experiment: str = "automl-local-regression") -> Any:
+    raw = sample("RunStatusChanged")
+    raw["data"].update(runStatus=status, runTags=tags, experimentName=experiment)
+    return parse_event(raw)
+
+
+def drift(name: str) -> Any:
+    raw = sample("DatasetDriftDetected")
+    raw["data"]["DataDriftName"] = name
+    return parse_event(raw)
+
+
+BREACH = {"azureml_modelmonitor_threshold_breached": "violated"}
+NO_WORK = {  # the intake records these in one write, on the triage's word: it must be the handler's answer
+    "a blob of another container": lambda r: (r.on_blob_created, blob("other/x.csv")),
+    "a blob that is no CSV": lambda r: (r.on_blob_created, blob("diabetes/readme.txt")),
+    "drift of an unwatched monitor": lambda r: (r.on_drift, drift("someone-elses-monitor")),
+    "a run of another app": lambda r: (r.on_run_event, run_event("Failed", {})),
+    "a run of ours, not final": lambda r: (r.on_run_event, run_event("Running", {"reactor_model": "diabetes"})),
+    "a breach of an unwatched monitor": lambda r: (r.on_run_event, run_event("Completed", BREACH, "other")),
+}
+def final_run_of_ours(r: Retraining) -> Any:
+    r.request("diabetes", "a job to finish", actor="ops")
+    event = run_event("Failed", {"reactor_model": "diabetes"})
+    return r.on_run_event, replace(event, run_id=r.state("diabetes")["in_flight_job"])
+
+
+WORK = {  # (handler, event, the handler's action)
+    "new data": lambda r: (r.on_blob_created, blob("diabetes/new.csv"), "coalesced"),
+    "drift of a watched monitor": lambda r: (r.on_drift, drift("myDriftMonitor"), "started"),
+    "a final run of ours": lambda r: (*final_run_of_ours(r), "failed"),
+    "a breach of a watched monitor": lambda r: (r.on_run_event, run_event("Completed", BREACH, "myDriftMonitor"),
+                                                "started"),
+}
+
+
+@pytest.mark.parametrize("case", NO_WORK)
+def test_the_triage_of_an_event_with_no_work_is_the_handlers_own_answer(world, case: str) -> None:
+    retraining, platform, _clock, ledger = world
+    handler, event = NO_WORK[case](retraining)
+    triage = retraining.ignored(event)
+    assert triage is not None and triage["action"] == "ignored"
+    assert handler(event, None) == triage
+    assert platform.submits == [] and actions(ledger) == [] and retraining.state("diabetes")["pending_total"] == 0
+
+
+@pytest.mark.parametrize("case", WORK)
+def test_the_triage_leaves_events_with_work_to_the_handler(world, case: str) -> None:
+    retraining, _platform, _clock, _ledger = world
+    handler, event, action = WORK[case](retraining)
+    assert retraining.ignored(event) is None
+    assert handler(event, None)["action"] == action
+
+
+def test_a_change_by_another_instance_is_never_lost_behind_this_ones_copy(world) -> None:
+    """Each instance keeps the state it last wrote in place of a read: a stale copy must cost a
+    failed conditional write and a fresh read, never another instance's change."""
+    retraining, platform, clock, ledger = world
+    prefix = ledger.events_table.removesuffix("events")
+    twin = Retraining(retraining._store, ledger, platform, retraining.policies, prefix=prefix, clock=clock)
+    retraining.on_blob_created(blob("diabetes/a.csv"), None)
+    twin.on_blob_created(blob("diabetes/b.csv"), None)
+    retraining.on_blob_created(blob("diabetes/c.csv"), None)  # on a copy that has not seen b
+    assert retraining.state("diabetes")["pending_files"] == 3
+
+
+def test_the_timer_sees_a_window_another_instance_opened(world) -> None:
+    """A tick decides nothing on this instance's copy: it would write nothing to confirm it."""
+    retraining, platform, clock, ledger = world
+    prefix = ledger.events_table.removesuffix("events")
+    twin = Retraining(retraining._store, ledger, platform, retraining.policies, prefix=prefix, clock=clock)
+    retraining.request("diabetes", "first", actor="ops")
+    retraining.finish_job("diabetes", platform.submits[0].job_name, "completed", {})  # its copy: no window
+    twin.on_blob_created(blob("diabetes/a.csv"), None)
+    twin.on_blob_created(blob("diabetes/b.csv"), None)
+    clock.now += timedelta(seconds=400)  # past the window and the cooldown
+    [started] = retraining.tick()
+    assert started["action"] == "started" and started["files"] == 2
