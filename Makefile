@@ -14,7 +14,7 @@ help:
 	@echo "make test   - install everything, lint, type-check and run the whole test suite"
 	@echo "make demo   - install everything and run the end-to-end demo (stops by itself)"
 	@echo "make dev    - install everything and run the local stack on http://127.0.0.1:7071 (Ctrl-C stops)"
-	@echo "make bench  - performance figures (cold start, intake, table writes, alerts, burst, release, outage drain, collection, host RSS, local loop)"
+	@echo "make bench  - performance figures (cold start, intake of events with and without work, table writes, alerts, burst, release, outage drain, collection, host RSS, local loop)"
 	@echo "make soak   - long reliability runs: SIGKILL the host in SOAK_RUNS (50) release cycles; 10,000-event replay"
 
 setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV)
@@ -62,6 +62,7 @@ dev: setup
 bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/intake.py
+	$(PY) bench/intake.py --data
 	$(PY) bench/intake.py --clients 2 --batch 100 --events 3000
 	$(PY) bench/store_writes.py
 	$(PY) bench/table_rest.py

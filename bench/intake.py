@@ -1,9 +1,12 @@
 """Intake throughput and latency through the local host (a real process) with Azurite.
 
-    python bench/intake.py [--events 2000] [--clients 8] [--batch 1] [--baseline REF] [--rounds 2]
+    python bench/intake.py [--events 2000] [--clients 8] [--batch 1] [--data] [--baseline REF] [--rounds 2]
 
 Each client thread posts BlobCreated events to the Event Grid webhook; with --batch 1 every
-request carries one event, so request latency is per-event latency. Prints events/s, p50/p99
+request carries one event, so request latency is per-event latency. By default the events are
+the Event Grid sample's, for a container that feeds no model: recorded, nothing more (one Table
+write each). With --data each one is a new CSV for a model's retraining (a window longer than
+the run): its claim, the model's coalesced state change and the finish. Prints events/s, p50/p99
 and the CPU each process spent per event (host, Azurite, the clients): on a shared machine the
 wall-clock figures move with the load, the CPU per event much less. From it, the "CPU-bound
 ceiling": the events/s the cores could carry if these processes had them to themselves.
@@ -46,6 +49,20 @@ def event() -> dict:
     raw = sample("BlobCreated")
     raw["id"] = str(uuid.uuid4())
     return raw
+
+
+def data_event() -> dict:
+    """New data for the model of ``DATA_POLICY``."""
+    raw = event()
+    name = f"diabetes/intake/{raw['id']}.csv"
+    raw["subject"] = f"/blobServices/default/containers/data/blobs/{name}"
+    raw["data"] |= {"url": f"http://127.0.0.1/devstoreaccount1/data/{name}", "contentType": "text/csv"}
+    return raw
+
+
+# A window longer than any run: every event joins the model's open window, no job starts.
+DATA_POLICY = {"diabetes": {"container": "data", "prefix": "diabetes/", "test_container": "data",
+                            "test_blob": "holdout/diabetes.csv", "window_seconds": 86_400, "min_new_files": 1}}
 
 
 def client(url: str, batches: list[list[dict]], latencies: list[float], failures: list[int]) -> None:
@@ -94,10 +111,13 @@ def run(root: Path, args: argparse.Namespace) -> Result:
     azurite = Azurite.on_free_ports().start()
     env = base_env(azurite.connection_string, unique_prefix())
     env["REACTOR_LOG_LEVEL"] = "WARNING"
+    if args.data:
+        env["REACTOR_RETRAIN_POLICIES"] = json.dumps(DATA_POLICY)
+    make = data_event if args.data else event
     host = HostProcess(env, root=root)
     try:
-        client(host.url, [[event()] for _ in range(20)], [], [])  # warm: tables exist, services built
-        events = [event() for _ in range(args.events)]
+        client(host.url, [[make()] for _ in range(20)], [], [])  # warm: tables exist, services built
+        events = [make() for _ in range(args.events)]
         batches = [events[i:i + args.batch] for i in range(0, len(events), args.batch)]
         shares = [batches[i::args.clients] for i in range(args.clients)]
         latencies: list[float] = []
@@ -152,11 +172,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--data", action="store_true", help="new data for a model, not events for none")
     parser.add_argument("--baseline", default="", help="git ref to compare with, run alternately")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     print(f"intake through the local host + Azurite ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}): "
-          f"{args.events} events, {args.clients} clients, {args.batch} event(s) per request")
+          f"{args.events} events ({'new data for a model' if args.data else 'for no model: recorded'}), "
+          f"{args.clients} clients, {args.batch} event(s) per request")
     base = checkout(args.baseline) if args.baseline else None
     runs: dict[str, list[Result]] = {"this tree": [], **({args.baseline: []} if base else {})}
     try:
