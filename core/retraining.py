@@ -407,7 +407,7 @@ def _empty_window() -> dict[str, Any]:
 
 def _capped(encoded: str, item: dict[str, Any]) -> str:
     items = json.loads(encoded)
-    return json.dumps([*items, item] if len(items) < MAX_LINEAGE else items)
+    return json.dumps([*items, item]) if len(items) < MAX_LINEAGE else encoded
 
 
 def _started_later(trigger: Decision, state: Mapping[str, Any]) -> Decision | None:
