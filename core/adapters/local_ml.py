@@ -23,8 +23,9 @@ Why it is shaped like this:
   whoever reads it first (``get_job``, which the retraining timer calls, or a platform starting up)
   takes it over with an ETag-conditional update (new owner, attempt n+1, ``resumed_at``) and runs
   it again from the start under the same name. One taker wins; the others report what is stored.
-  After ``attempts`` runs the job ends failed instead, and only the winner of that update
-  announces it, so a killed host neither leaves a job "running" forever nor announces it twice.
+  After ``attempts`` runs the job ends failed instead (unless it registered its version: then it
+  is finished, below), and only the winner of that update announces it, so a killed host neither
+  leaves a job "running" forever nor announces it twice.
 - A re-run registers at most one version. Every version row names its job: a job resumed after it
   registered announces that version again (the same event id, which the app's ledger drops as a
   duplicate) and ends, without training again; one resumed between reserving a number and making
@@ -481,7 +482,8 @@ class LocalMLPlatform:
         """Take over a job whose owner is gone and run it again from the start, or end it failed once it
         has had its attempts. The update is ETag-conditional: one taker wins, the others report what is stored."""
         attempt = int(entity.props.get("attempt") or 1)
-        if attempt >= self._attempts:
+        # A job whose version is registered is finished whatever its attempts: nothing is trained again.
+        if attempt >= self._attempts and not self._registered(_stored_request(entity)):
             return self._fail_orphan(entity, f"{STALE_ERROR}: its process was gone in each of its {attempt} "
                                              f"attempts (at most {self._attempts}, REACTOR_LOCAL_JOB_ATTEMPTS); "
                                              "not resumed again")
@@ -506,6 +508,16 @@ class LocalMLPlatform:
             attempt=attempt + 1, owner_pid=entity.props.get("owner_pid"))
         self._start(request, etag, attempt + 1)
         return _job(Entity(entity.partition, name, {**entity.props, **changes}, etag))
+
+    def _registered(self, request: RetrainRequest | None) -> bool:
+        """Whether an attempt of this job registered its version (then a run only announces it again)."""
+        return request is not None and self._registration(request) is not None
+
+    def _registration(self, request: RetrainRequest) -> Entity | None:
+        """The version row an attempt of this job registered, if one did."""
+        rows = self._store.query(self.models_table, request.model_name,
+                                 {"job_name": request.job_name, "state": "ready"})
+        return next(iter(rows), None)
 
     def _fail_orphan(self, entity: Entity, error: str) -> Job | None:
         name = entity.row
@@ -533,9 +545,7 @@ class LocalMLPlatform:
     def _earlier_registration(self, request: RetrainRequest, job_log: _JobLog) -> _Outcome | None:
         """The outcome of an earlier attempt that registered a version and died before the job's end:
         announce that version again (same event id, so the app sees it once) instead of a second one."""
-        rows = self._store.query(self.models_table, request.model_name,
-                                 {"job_name": request.job_name, "state": "ready"})
-        entity = next(iter(rows), None)
+        entity = self._registration(request)
         if entity is None:
             return None
         model = _model(entity)
@@ -555,7 +565,9 @@ class LocalMLPlatform:
             except Exception as exc:  # the log is for people: a lost one must not stop the job
                 job_log.write(f"(the earlier attempts' log could not be read: {type(exc).__name__})")
             job_log.write(f"--- attempt {attempt} of at most {self._attempts}: the previous runner is gone; "
-                          "running again from the start")
+                          "running again from the start" if attempt <= self._attempts else
+                          f"--- attempt {attempt}, past its {self._attempts}: the previous runner is gone after "
+                          "registering the version; finishing the job")
         return job_log
 
     def _stored(self, name: str) -> Job | None:

@@ -370,6 +370,28 @@ def test_a_host_killed_after_registering_is_resumed_without_a_second_version(wor
     assert "version 1 was registered by an earlier attempt: announced again, not trained again" in log_text
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="kills a process group")
+def test_a_last_attempt_killed_after_registering_ends_completed_not_failed(world: World) -> None:
+    world.upload_batches("batches/", seed=1, files=1)
+    host = Host(world, "retrain-last", die_on="ModelRegistered", attempts=1)  # its only attempt
+    try:
+        assert host.proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        host.kill()
+    limited = world.new_platform(world.events, attempts=1)
+
+    resumed = limited.get_job("retrain-last")
+    job = limited.wait("retrain-last", timeout=120)
+
+    assert resumed is not None and resumed.status == "queued", "its attempts are spent, but its version is there"
+    assert (job.status, job.error, job.tags["reactor_registered_version"]) == ("completed", "", "1")
+    assert [m.version for m in limited.list_models(MODEL)] == ["1"] and world.events.types() == [
+        "ModelRegistered", "RunCompleted"]
+    log_text = world.blobs.get(f"{world.prefix}-models", "jobs/retrain-last/log.txt").decode()
+    assert "--- attempt 2, past its 1: the previous runner is gone after registering the version" in log_text
+    assert "version 1 was registered by an earlier attempt: announced again, not trained again" in log_text
+
+
 def test_a_version_number_reserved_by_a_dead_attempt_is_taken_by_the_resumed_run(world: World) -> None:
     # the state a host leaves when it dies between reserving a version and uploading its files
     world.upload_batches("batches/", seed=1, files=1)
