@@ -56,8 +56,10 @@ class Feedback:
         quality = self.wait_for("the live quality", lambda: self._quality(version, len(rows)), timeout)
         self.say(f"live quality of {MODEL}:{version}: RMSE {quality['rmse']:.2f}, MAE {quality['mae']:.2f} over "
                  f"{quality['n']} labelled predictions", f"(window {settings.live_quality_window_hours} h)")
-        joined = [r for r in self.services.ledger.audit_records() if r["action"] == "labels.joined"]
-        unknown = joined[-1]["detail"]["unknown"] if joined else 0
+        # the join's audit record is written just after its rows: the quality can be seen a moment before it
+        joined = self.wait_for("the join's audit record", lambda: [
+            r for r in self.services.ledger.audit_records() if r["action"] == "labels.joined"] or None, timeout)
+        unknown = joined[-1]["detail"]["unknown"]
         self.say(f"{unknown} label(s) for unknown request ids recorded in the audit trail, not an error")
         return quality
 
