@@ -99,11 +99,9 @@ class Retraining:
         """The outcome of an event retraining has nothing to do for, or None (the intake's triage:
         such an event is recorded in one write; the handlers below begin with the same answer)."""
         if isinstance(event, BlobCreated):
-            return None if self._fed_by(event) else {
-                "action": "ignored", "reason": f"no model is fed by {event.container}/{event.blob_name}"}
+            return None if self._fed_by(event) else _not_fed(event)
         if isinstance(event, DatasetDriftDetected) or (isinstance(event, RunStatusChanged) and event.is_monitor_breach):
-            return None if self._watcher(event) else {
-                "action": "ignored", "reason": f"no model is watched by monitor {_monitor(event)!r}"}
+            return None if self._watcher(event) else _not_watched(event)
         if isinstance(event, RunEvent):
             if event.tags.get(TAG_MODEL, "") not in self.policies:
                 return {"action": "ignored", "reason": "not a retraining job of this app"}
@@ -115,14 +113,14 @@ class Retraining:
         assert isinstance(event, BlobCreated)
         policy = self._fed_by(event)
         if policy is None:
-            return self.ignored(event) or {}
+            return _not_fed(event)
         ref = {"url": event.url, "etag": event.etag, "size": event.content_length, "event_id": event.id}
         return self._try_start(policy, add=lambda s: self._add_data(policy, s, ref)).outcome()
 
     def on_drift(self, event: Event, ctx: Any) -> Mapping[str, Any]:
         policy = self._watcher(event)
         if policy is None:
-            return self.ignored(event) or {}
+            return _not_watched(event)
         return self._try_start(policy, add=lambda s: self._add_trigger(policy, s, "drift", event.id, "")).outcome()
 
     def _fed_by(self, event: BlobCreated) -> RetrainPolicy | None:
@@ -449,6 +447,14 @@ def _release_slot(s: dict[str, Any], job: str, status: str) -> Any:
 
 def _incident_labels(model: str, job: str, status: str) -> dict[str, str]:
     return {"model": model, "job": job, "status": status, "severity": INCIDENT_SEVERITY.get(status, "error")}
+
+
+def _not_fed(event: BlobCreated) -> dict[str, Any]:
+    return {"action": "ignored", "reason": f"no model is fed by {event.container}/{event.blob_name}"}
+
+
+def _not_watched(event: Event) -> dict[str, Any]:
+    return {"action": "ignored", "reason": f"no model is watched by monitor {_monitor(event)!r}"}
 
 
 def _monitor(event: Event) -> str:

@@ -87,13 +87,14 @@ def build(settings: Settings, *, store: StateStore | None = None, blobs: BlobSto
                           labels_container=settings.labels_container, collect_container=settings.collect_container,
                           lookback_hours=settings.labels_lookback_hours,
                           window_hours=settings.live_quality_window_hours, clock=clock)
+    on_blob, blob_triage = _blob_created(retraining, quality)
     handlers: dict[type[Event], EventHandler] = {
-        BlobCreated: _blob_created(retraining, quality), DatasetDriftDetected: retraining.on_drift,
+        BlobCreated: on_blob, DatasetDriftDetected: retraining.on_drift,
         RunStatusChanged: retraining.on_run_event, RunCompleted: retraining.on_run_event,
         ModelRegistered: releases.on_model_registered, ModelDeployed: releases.on_model_deployed}
     # what each handler would do nothing for, known from the event alone (one write each)
     triage: dict[type[Event], Triage] = {
-        BlobCreated: lambda e: None if quality.handles(e) else retraining.ignored(e),
+        BlobCreated: blob_triage,
         DatasetDriftDetected: retraining.ignored, RunStatusChanged: retraining.ignored,
         RunCompleted: retraining.ignored, ModelRegistered: releases.ignored, ModelDeployed: releases.ignored}
     from core.notify.outbox import Outbox  # the sender brings requests: first use, not cold start
@@ -130,12 +131,16 @@ def _drift(settings: Settings, store: StateStore, blobs: BlobStore, ledger: Ledg
                       enabled=settings.drift_check == "local")
 
 
-def _blob_created(retraining: Retraining, quality: LiveQuality) -> EventHandler:
-    """New blobs: late labels go to live quality, everything else to retraining (which ignores what feeds no model)."""
+def _blob_created(retraining: Retraining, quality: LiveQuality) -> tuple[EventHandler, Triage]:
+    """New blobs, handler and triage: late labels go to live quality, everything else to retraining
+    (which ignores what feeds no model)."""
     def handle(event: Event, ctx: EventContext) -> Mapping[str, Any]:
         return quality.on_labels(event, ctx) if quality.handles(event) else retraining.on_blob_created(event, ctx)
 
-    return handle
+    def triage(event: Event) -> Mapping[str, Any] | None:
+        return None if quality.handles(event) else retraining.ignored(event)
+
+    return handle, triage
 
 
 def _publisher(settings: Settings, store: StateStore, ledger: Ledger, clock: Clock) -> Publisher | None:

@@ -5,7 +5,8 @@ entity-group transaction (up to 100 entities, one round trip instead of many). A
 is atomic, so when one entity in it fails (it exists, its ETag moved) only that caller gets
 the error and the others are sent again without it. A write that goes out alone (an insert, or
 a merge with If-Match) takes the lean REST path of ``core/adapters/table_rest.py`` where it can:
-a third of the SDK's CPU per call, and these are the two calls every event makes.
+an eighth of the SDK's CPU per call, and these are the calls every event makes (its claim
+and finish, or the one write of an event with nothing to do).
 """
 
 from __future__ import annotations
